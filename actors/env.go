@@ -1,0 +1,63 @@
+// Package actors holds the MQTT behaviours of the broker: the connection, session, session
+// registry and router shard actors, and the messages between them (messages.go).
+//
+// The publish path is reader → router shard → session → writer: a connection's reader goroutine
+// routes PUBLISH packets to the shard of their topic itself (after taking a credit), the shard
+// hands each matching session one Deliver, and the session writes into the subscriber's Link,
+// whose writer goroutine alone owns the socket. Everything that is not a PUBLISH goes through the
+// connection actor, which runs the rest of the protocol. See docs/ARCHITECTURE.md.
+package actors
+
+import (
+	"hash/maphash"
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/zap"
+
+	"github.com/actormq/actormq/config"
+)
+
+// Env is what every actor of one broker shares: configuration, logger, the fixed actors it
+// addresses and the broker-wide counters. Built once by the supervisor; read-only after start
+// except for the atomic counters.
+type Env struct {
+	System   *actor.ActorSystem
+	Cfg      config.Config
+	Log      *zap.Logger
+	Registry *actor.PID   // the session registry
+	Shards   []*actor.PID // router shards, indexed by shardOf
+	Stats    *Stats
+
+	seed maphash.Seed
+}
+
+// NewEnv prepares an Env; the supervisor fills Registry and Shards once they are spawned.
+func NewEnv(sys *actor.ActorSystem, cfg config.Config, log *zap.Logger) *Env {
+	return &Env{System: sys, Cfg: cfg, Log: log, Stats: &Stats{}, seed: maphash.MakeSeed()}
+}
+
+// shardOf picks the router shard of a topic name or of an exact (wildcard-free) filter: the same
+// function for both, so an exact subscription lives where its topic's messages are routed.
+func (e *Env) shardOf(topic string) int {
+	if len(e.Shards) == 1 {
+		return 0
+	}
+	return int(maphash.String(e.seed, topic) % uint64(len(e.Shards)))
+}
+
+// Stats are the broker-wide counters the console and /metrics read.
+type Stats struct {
+	Connections     atomic.Int64 // connection actors alive
+	Connected       atomic.Int64 // clients past CONNACK
+	Sessions        atomic.Int64
+	Subscriptions   atomic.Int64
+	Retained        atomic.Int64
+	MessagesIn      atomic.Uint64
+	MessagesOut     atomic.Uint64
+	BytesIn         atomic.Uint64
+	BytesOut        atomic.Uint64
+	DroppedQueue    atomic.Uint64 // session queue full
+	DroppedTooLarge atomic.Uint64 // larger than the client's Maximum Packet Size
+	DroppedExpired  atomic.Uint64 // message expiry passed before delivery
+}

@@ -1,0 +1,302 @@
+package actors
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/actormq/actormq/codec"
+)
+
+// Link is the goroutine-safe handle of one connection: the bounded queue toward its writer
+// goroutine (the socket's only writer) and what the client negotiated. Router shards and
+// sessions hold a Link so that they write to a subscriber without a hop through its connection
+// actor.
+//
+// The queue is a slice under a mutex rather than a channel: a buffered channel allocates its
+// whole capacity up front, which an idle connection must not pay for, and the writer takes
+// everything queued in one swap and sends it with one write.
+type Link struct {
+	conn  net.Conn
+	stats *Stats
+
+	// Set once by the connection actor when the CONNECT is accepted, before the Link is handed
+	// to a session or shard (the actor messages that carry it order the write before any read).
+	Version     codec.Version
+	ClientID    string
+	maxPacket   uint32 // the client's Maximum Packet Size; 0: no limit beyond the protocol's
+	aliasMax    uint16 // the client's Topic Alias Maximum (outbound aliases)
+	maxQueue    int
+	writeTimout time.Duration
+
+	mu      sync.Mutex
+	queue   []outItem
+	closing bool // a close item is queued or the writer has ended: refuse more
+	wake    chan struct{}
+	abort   chan struct{}
+	done    chan struct{}
+
+	abortOnce sync.Once
+
+	// InboundUnacked counts QoS 1 and 2 publishes received from the client and not yet
+	// answered with PUBACK or PUBCOMP: the client's use of our Receive Maximum.
+	InboundUnacked atomic.Int32
+	// Credits bound the publishes this connection has on their way to the router: the reader
+	// puts one in before routing, the shard takes it out once routed.
+	Credits chan struct{}
+
+	Dropped atomic.Uint64 // outbound messages dropped at this link (slow consumer, too large)
+}
+
+type itemKind uint8
+
+const (
+	itemPacket  itemKind = iota // a control packet, encoded as is
+	itemPublish                 // a delivery of a shared, read-only publish
+	itemAck                     // PUBACK/PUBREC/PUBREL/PUBCOMP built without allocating a packet
+	itemClose                   // flush what is queued before it, then close the socket
+)
+
+// outItem is one entry of a Link's queue. Deliveries carry the shared publish and the fields
+// that differ per subscriber, so fan-out never copies a publish until the writer encodes it.
+type outItem struct {
+	kind   itemKind
+	pkt    codec.Packet
+	pub    *codec.Publish
+	qos    byte
+	dup    bool
+	retain bool
+	id     uint16
+	// Per-delivery MQTT 5.0 properties.
+	subIDs    []uint32
+	expiry    uint32
+	hasExpiry bool
+	ackType   codec.PacketType
+	ackCode   codec.ReasonCode
+}
+
+// ErrLinkFull is returned when the writer is too far behind: the client is a slow consumer.
+var ErrLinkFull = errors.New("writer queue full")
+
+// errLinkClosed is returned once the connection is closing.
+var errLinkClosed = errors.New("connection closing")
+
+func newLink(conn net.Conn, stats *Stats, maxQueue, creditWindow int, writeTimeout time.Duration) *Link {
+	return &Link{
+		conn:        conn,
+		stats:       stats,
+		maxQueue:    maxQueue,
+		writeTimout: writeTimeout,
+		wake:        make(chan struct{}, 1),
+		abort:       make(chan struct{}),
+		done:        make(chan struct{}),
+		Credits:     make(chan struct{}, creditWindow),
+	}
+}
+
+// setClientLimits records what the client told us in CONNECT (5.0 properties).
+func (l *Link) setClientLimits(maxPacket uint32, aliasMax uint16) {
+	l.maxPacket = maxPacket
+	l.aliasMax = aliasMax
+}
+
+// fits reports whether a packet of n bytes may be sent to this client [MQTT-3.1.2-24].
+func (l *Link) fits(n int) bool {
+	return l.maxPacket == 0 || n <= int(l.maxPacket)
+}
+
+// fitsDelivery reports whether a delivery, as the writer will encode it, fits the client's
+// Maximum Packet Size. Checked by the session before it takes an inflight slot, so that a
+// message the writer would have to drop never waits for an acknowledgement.
+func (l *Link) fitsDelivery(it *outItem) bool {
+	if l.maxPacket == 0 {
+		return true
+	}
+	p := *it.pub
+	p.Dup, p.QoS, p.Retain, p.PacketID = it.dup, it.qos, it.retain, it.id
+	if l.Version == codec.V5 {
+		p.Properties.SetSubscriptionIdentifiers(it.subIDs)
+		if it.hasExpiry {
+			p.Properties.SetMessageExpiryInterval(it.expiry)
+		}
+		if l.aliasMax > 0 && !p.Properties.Has(codec.PropTopicAlias) {
+			p.Properties.SetTopicAlias(1) // the writer may add one: count it
+		}
+	}
+	return l.fits(codec.Size(&p, l.Version))
+}
+
+func (l *Link) push(it outItem) error {
+	l.mu.Lock()
+	if l.closing {
+		l.mu.Unlock()
+		return errLinkClosed
+	}
+	if len(l.queue) >= l.maxQueue && it.kind != itemClose {
+		l.mu.Unlock()
+		return ErrLinkFull
+	}
+	if it.kind == itemClose {
+		l.closing = true
+	}
+	l.queue = append(l.queue, it)
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Send queues a control packet.
+func (l *Link) Send(p codec.Packet) error { return l.push(outItem{kind: itemPacket, pkt: p}) }
+
+// sendAck queues PUBACK, PUBREC, PUBREL or PUBCOMP.
+func (l *Link) sendAck(t codec.PacketType, id uint16, code codec.ReasonCode) error {
+	return l.push(outItem{kind: itemAck, ackType: t, id: id, ackCode: code})
+}
+
+// CloseAfterFlush queues the end of the connection: everything queued before it is written,
+// then the socket is closed. Idempotent.
+func (l *Link) CloseAfterFlush() { _ = l.push(outItem{kind: itemClose}) }
+
+// Abort closes the socket now, dropping whatever is queued. Idempotent.
+func (l *Link) Abort() {
+	l.abortOnce.Do(func() {
+		close(l.abort)
+		_ = l.conn.Close()
+	})
+}
+
+// Done is closed when the writer has ended (and the socket is closed).
+func (l *Link) Done() <-chan struct{} { return l.done }
+
+// run is the writer goroutine.
+func (l *Link) run() {
+	defer close(l.done)
+	defer l.Abort()
+	var (
+		batch   []outItem
+		buf     []byte
+		aliases map[string]uint16
+	)
+	for {
+		select {
+		case <-l.wake:
+		case <-l.abort:
+			return
+		}
+		l.mu.Lock()
+		batch, l.queue = l.queue, batch[:0]
+		l.mu.Unlock()
+
+		closeNow := false
+		for i := range batch {
+			it := &batch[i]
+			if it.kind == itemClose {
+				closeNow = true
+				break
+			}
+			buf = l.encode(buf, it, &aliases)
+			if len(buf) >= 64<<10 {
+				if !l.write(buf) {
+					return
+				}
+				buf = buf[:0]
+			}
+		}
+		clear(batch) // drop references to publishes already written
+		if len(buf) > 0 && !l.write(buf) {
+			return
+		}
+		if cap(buf) > 256<<10 { // a burst of large packets should not pin their memory
+			buf = nil
+		} else {
+			buf = buf[:0]
+		}
+		if closeNow {
+			return
+		}
+	}
+}
+
+func (l *Link) write(b []byte) bool {
+	if l.writeTimout > 0 {
+		_ = l.conn.SetWriteDeadline(time.Now().Add(l.writeTimout))
+	}
+	n, err := l.conn.Write(b)
+	l.stats.BytesOut.Add(uint64(n))
+	return err == nil
+}
+
+// encode appends one queued item. Failures to encode are the broker's own bugs or a packet
+// over the client's limit; the item is dropped and counted, the connection goes on.
+func (l *Link) encode(buf []byte, it *outItem, aliases *map[string]uint16) []byte {
+	var err error
+	switch it.kind {
+	case itemPacket:
+		buf, err = codec.Append(buf, it.pkt, l.Version)
+	case itemAck:
+		buf, err = appendAck(buf, it, l.Version)
+	case itemPublish:
+		p := *it.pub
+		p.Dup, p.QoS, p.Retain, p.PacketID = it.dup, it.qos, it.retain, it.id
+		if l.Version == codec.V5 {
+			l.setDeliveryProperties(&p, it, aliases)
+		}
+		if !l.fits(codec.Size(&p, l.Version)) {
+			l.Dropped.Add(1)
+			l.stats.DroppedTooLarge.Add(1)
+			return buf
+		}
+		buf, err = codec.Append(buf, &p, l.Version)
+		if err == nil {
+			l.stats.MessagesOut.Add(1)
+		}
+	}
+	if err != nil {
+		l.Dropped.Add(1)
+	}
+	return buf
+}
+
+// setDeliveryProperties puts the per-subscriber 5.0 properties on the writer's copy of a
+// publish: subscription identifiers, the remaining message expiry and an outbound topic alias.
+func (l *Link) setDeliveryProperties(p *codec.Publish, it *outItem, aliases *map[string]uint16) {
+	p.Properties.SetSubscriptionIdentifiers(it.subIDs)
+	if it.hasExpiry {
+		p.Properties.SetMessageExpiryInterval(it.expiry)
+	}
+	if l.aliasMax == 0 {
+		return
+	}
+	if *aliases == nil {
+		*aliases = make(map[string]uint16)
+	}
+	if a, ok := (*aliases)[p.Topic]; ok {
+		// The client knows this alias: send it without the topic [MQTT-3.3.2-12].
+		p.Properties.SetTopicAlias(a)
+		p.Topic = ""
+		return
+	}
+	if n := len(*aliases); n < int(l.aliasMax) {
+		a := uint16(n + 1)
+		(*aliases)[p.Topic] = a
+		p.Properties.SetTopicAlias(a)
+	}
+}
+
+func appendAck(buf []byte, it *outItem, v codec.Version) ([]byte, error) {
+	switch it.ackType {
+	case codec.TypePuback:
+		return codec.Append(buf, &codec.Puback{PacketID: it.id, ReasonCode: it.ackCode}, v)
+	case codec.TypePubrec:
+		return codec.Append(buf, &codec.Pubrec{PacketID: it.id, ReasonCode: it.ackCode}, v)
+	case codec.TypePubrel:
+		return codec.Append(buf, &codec.Pubrel{PacketID: it.id, ReasonCode: it.ackCode}, v)
+	default:
+		return codec.Append(buf, &codec.Pubcomp{PacketID: it.id, ReasonCode: it.ackCode}, v)
+	}
+}

@@ -1,0 +1,181 @@
+package actors
+
+import (
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/actormq/actormq/codec"
+)
+
+// Messages between the broker's actors. Publishes travel by pointer and are never mutated once
+// the reader has handed them on.
+
+// ---- to the connections supervisor, from listeners ----
+
+// Accepted hands a new socket to the connections supervisor, which spawns its connection actor.
+type Accepted struct {
+	Conn     net.Conn
+	Listener string // listener name, for logs and the console
+	Protocol byte   // the listener's default protocol level (3, 4 or 5)
+}
+
+// ---- to a connection actor ----
+
+// readerEnded: the reader goroutine stopped; Err says why (io.EOF, a codec error, a timeout).
+type readerEnded struct{ err error }
+
+// violation: the reader found a protocol error that is not a decoding error (a topic alias
+// out of range, Receive Maximum exceeded…). The connection answers with Code and closes.
+type violation struct {
+	code codec.ReasonCode
+	msg  string
+}
+
+// attached: the session accepted the connection and has queued the CONNACK.
+type attached struct {
+	session *sessionRef
+	gen     uint64
+}
+
+// connectRefused: the registry could not attach (too many sessions…).
+type connectRefused struct {
+	code codec.ReasonCode
+	msg  string
+}
+
+// takenOver: another connection with the same client id took the session [MQTT-3.1.4-3].
+type takenOver struct{}
+
+// Kick disconnects a client from the server side (console, shutdown): 5.0 clients get a
+// DISCONNECT with Code first.
+type Kick struct {
+	Code   codec.ReasonCode
+	Reason string
+}
+
+// ---- to the session registry ----
+
+// attachRequest asks for the session of ClientID, created if needed.
+type attachRequest struct {
+	clientID   string
+	cleanStart bool
+	expiry     uint32 // seconds; 0xFFFFFFFF never
+	will       *codec.Will
+	link       *Link
+	conn       *actor.PID
+	connack    *codec.Connack // prepared by the connection; the session fills SessionPresent
+	receiveMax uint16         // the client's Receive Maximum: our outbound window toward it
+	gen        uint64         // set by the registry
+}
+
+// sessionIdle: the session wants to end (expired, or clean and disconnected). The registry ends
+// it only if no attach was routed to it since gen.
+type sessionIdle struct {
+	clientID string
+	pid      *actor.PID
+	gen      uint64
+}
+
+// ---- to a session ----
+
+// detach: the session's connection ended.
+type detach struct {
+	gen       uint64
+	sendWill  bool
+	newExpiry *uint32 // 5.0 DISCONNECT may change the session expiry [MQTT-3.14.2-2]
+}
+
+// Deliver is one message for one session from a router shard: the publish and what the
+// matching subscriptions of that session make of it.
+type Deliver struct {
+	flow     *route // released once the session has taken the message in; nil if not credited
+	Pub      *codec.Publish
+	QoS      byte // min(publish QoS, granted QoS) [MQTT-3.8.4-8]
+	Retain   bool
+	SubIDs   []uint32
+	Received time.Time // when the broker got it, for message expiry
+}
+
+// deliverBatch carries the retained messages a new subscription gets from one shard.
+type deliverBatch struct{ msgs []Deliver }
+
+// clientPacket: a packet from the client that the session handles (SUBSCRIBE, UNSUBSCRIBE,
+// PUBACK, PUBREC, PUBREL, PUBCOMP), tagged with the attach generation it belongs to.
+type clientPacket struct {
+	gen uint64
+	pkt codec.Packet
+}
+
+// inboundQoS2 is a QoS 2 publish on its way through the session, which keeps the packet ids of
+// QoS 2 messages received but not yet released so that a retransmission is not routed twice
+// [MQTT-4.3.3-10].
+type inboundQoS2 struct {
+	gen   uint64
+	route *route
+}
+
+type expiryTimer struct{ gen uint64 }
+type willTimer struct{ gen uint64 }
+type retryTick struct{}
+
+// sessionRef is how shards address a session: its PID and the count of deliveries sent to it
+// and not yet taken, which bounds its mailbox without ever blocking a shard.
+type sessionRef struct {
+	pid      *actor.PID
+	clientID string
+	pending  atomic.Int64
+}
+
+// ---- to a router shard ----
+
+// route is one inbound publish to route. QoS 1 and 2 are acknowledged by the shard once routed
+// (PUBACK, or PUBREC for QoS 2).
+//
+// It also holds one of its publisher's credits until every session it was delivered to has
+// taken it into its window or queue: refs counts the shard's share plus one per delivery. This
+// is the backpressure from subscribers to publishers: a session whose queue is full keeps the
+// delivery (and the credit) until it has room, so its publishers' readers stop reading.
+type route struct {
+	pub      *codec.Publish
+	from     string // publisher's client id: no-local [MQTT-3.8.3-3]
+	link     *Link  // nil for a will
+	received time.Time
+	refs     atomic.Int32
+}
+
+func newRoute(pub *codec.Publish, from string, link *Link, received time.Time) *route {
+	r := &route{pub: pub, from: from, link: link, received: received}
+	r.refs.Store(1)
+	return r
+}
+
+// release gives up one share of the route; the last one returns the publisher's credit.
+func (r *route) release() {
+	if r == nil || r.refs.Add(-1) != 0 || r.link == nil {
+		return
+	}
+	select {
+	case <-r.link.Credits:
+	default:
+	}
+}
+
+// shardSubscribe registers (or replaces) one subscription of a session in a shard.
+type shardSubscribe struct {
+	ref          *sessionRef
+	filter       string // without the $share/group/ prefix
+	group        string // share name, "" if not shared
+	opts         codec.Subscription
+	subID        uint32
+	sendRetained bool
+}
+
+// shardUnsubscribe removes one subscription of a session from a shard.
+type shardUnsubscribe struct {
+	clientID string
+	filter   string
+	group    string
+}

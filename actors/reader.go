@@ -1,0 +1,227 @@
+package actors
+
+import (
+	"bufio"
+	"net"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/actormq/actormq/codec"
+	"github.com/actormq/actormq/topics"
+)
+
+// reader is a connection's reader goroutine. It decodes packets and routes PUBLISH packets
+// to their router shard itself (the hot path skips the connection actor); every other packet
+// goes to the connection actor. It never writes to the socket except through the Link.
+type reader struct {
+	env  *Env
+	self *actor.PID
+	link *Link
+	src  *deadlineConn
+	dec  *codec.Reader
+
+	// start is how the actor lets the reader go on after CONNECT: closed without a value when
+	// the connection was refused.
+	start chan readerStart
+	quit  chan struct{} // closed when the actor stops
+
+	// Set from readerStart.
+	version  codec.Version
+	clientID string
+	session  *actor.PID
+	gen      uint64
+	aliases  []string // inbound topic aliases, index = alias-1
+}
+
+// readerStart is what the reader needs once the session has accepted the connection.
+type readerStart struct {
+	clientID  string
+	session   *actor.PID
+	gen       uint64
+	keepAlive time.Duration // 0: none
+	aliasMax  int
+}
+
+var pingresp = &codec.Pingresp{}
+
+func (r *reader) send(msg any) { r.env.System.Root.Send(r.self, msg) }
+
+func (r *reader) run() {
+	cfg := &r.env.Cfg
+	r.src.timeout = cfg.Limits.ConnectTimeout.Std() // CONNECT must come in time
+	pkt, err := r.dec.ReadPacket()
+	if err != nil {
+		r.send(&readerEnded{err: err})
+		return
+	}
+	if _, ok := pkt.(*codec.Connect); !ok {
+		r.send(&violation{code: codec.ProtocolError, msg: "the first packet must be CONNECT"}) // [MQTT-3.1.0-1]
+		return
+	}
+	r.send(pkt)
+	var st readerStart
+	select {
+	case s, ok := <-r.start:
+		if !ok {
+			return
+		}
+		st = s
+	case <-r.quit:
+		return
+	}
+	r.version = r.dec.Version()
+	r.clientID, r.session, r.gen = st.clientID, st.session, st.gen
+	r.aliases = make([]string, st.aliasMax)
+	// The client must send something within 1.5 times its keep alive [MQTT-3.1.2-24].
+	r.src.timeout = st.keepAlive * 3 / 2
+
+	for {
+		pkt, err := r.dec.ReadPacket()
+		if err != nil {
+			r.send(&readerEnded{err: err})
+			return
+		}
+		switch p := pkt.(type) {
+		case *codec.Publish:
+			if v := r.publish(p); v != nil {
+				r.send(v)
+				return
+			}
+		case *codec.Pingreq:
+			_ = r.link.Send(pingresp) // [MQTT-3.12.4-1]
+		case *codec.Connect:
+			r.send(&violation{code: codec.ProtocolError, msg: "a second CONNECT"}) // [MQTT-3.1.0-2]
+			return
+		case *codec.Disconnect:
+			r.send(p)
+			return // nothing may follow a DISCONNECT [MQTT-3.14.4-1]
+		default:
+			r.send(pkt)
+		}
+	}
+}
+
+// publish checks an inbound PUBLISH and routes it. A non-nil result ends the connection.
+func (r *reader) publish(p *codec.Publish) *violation {
+	cfg := &r.env.Cfg
+	v5 := r.version == codec.V5
+	if int(p.QoS) > cfg.MQTT.MaxQoS {
+		return &violation{code: codec.QoSNotSupported, msg: "QoS above mqtt.max_qos"} // [MQTT-3.2.2-11]
+	}
+	if p.Retain && !cfg.MQTT.RetainAvailable {
+		return &violation{code: codec.RetainNotSupported, msg: "retain is not available"} // [MQTT-3.2.2-14]
+	}
+	if v5 {
+		if len(p.Properties.SubscriptionIdentifiers()) > 0 {
+			return &violation{code: codec.ProtocolError, msg: "a PUBLISH from a client must not carry a subscription identifier"} // [MQTT-3.3.4-6]
+		}
+		if v := r.resolveAlias(p); v != nil {
+			return v
+		}
+	}
+	if p.QoS > 0 && r.link.InboundUnacked.Add(1) > int32(cfg.MQTT.ReceiveMaximum) && v5 {
+		return &violation{code: codec.ReceiveMaximumExceeded, msg: "more unacknowledged QoS 1/2 publishes than our Receive Maximum"} // [MQTT-3.3.4-9]
+	}
+	if err := topics.ValidateName(p.Topic, cfg.Limits.MaxTopicLength, cfg.Limits.MaxTopicLevels); err != nil {
+		return r.refuse(p, codec.TopicNameInvalid, "topic name: "+err.Error())
+	}
+	if topics.IsSys(p.Topic) && len(p.Topic) >= 4 && p.Topic[:4] == "$SYS" {
+		return r.refuse(p, codec.NotAuthorized, "clients may not publish to $SYS topics")
+	}
+	r.env.Stats.MessagesIn.Add(1)
+
+	var received time.Time
+	if p.Properties.Has(codec.PropMessageExpiryInterval) {
+		received = time.Now()
+	}
+	rt := newRoute(p, r.clientID, r.link, received)
+	// Take a credit: when the router is behind, this blocks, the socket is not read, and TCP
+	// pushes back on the client.
+	select {
+	case r.link.Credits <- struct{}{}:
+	case <-r.quit:
+		return nil
+	}
+	if p.QoS == 2 {
+		r.env.System.Root.Send(r.session, &inboundQoS2{gen: r.gen, route: rt})
+		return nil
+	}
+	r.env.System.Root.Send(r.env.Shards[r.env.shardOf(p.Topic)], rt)
+	return nil
+}
+
+// refuse answers a publish the broker will not route. MQTT 5.0 can say why on the
+// acknowledgement; 3.1.1 cannot, so the connection is closed.
+func (r *reader) refuse(p *codec.Publish, code codec.ReasonCode, msg string) *violation {
+	if r.version != codec.V5 {
+		return &violation{code: code, msg: msg}
+	}
+	switch p.QoS {
+	case 1:
+		_ = r.link.sendAck(codec.TypePuback, p.PacketID, code)
+		decUnacked(r.link)
+	case 2:
+		// A refused QoS 2 exchange ends at PUBREC [MQTT-4.3.3-4].
+		_ = r.link.sendAck(codec.TypePubrec, p.PacketID, code)
+		decUnacked(r.link)
+	}
+	return nil
+}
+
+// resolveAlias applies an inbound Topic Alias [MQTT-3.3.2-7..9]: a topic with an alias sets
+// it, an empty topic uses it. The alias is connection state and does not travel further.
+func (r *reader) resolveAlias(p *codec.Publish) *violation {
+	a, ok := p.Properties.TopicAlias()
+	if !ok {
+		if p.Topic == "" {
+			return &violation{code: codec.ProtocolError, msg: "empty topic without a topic alias"}
+		}
+		return nil
+	}
+	if a == 0 || int(a) > len(r.aliases) {
+		return &violation{code: codec.TopicAliasInvalid, msg: "topic alias 0 or above our Topic Alias Maximum"} // [MQTT-3.3.2-8, -9]
+	}
+	if p.Topic == "" {
+		if r.aliases[a-1] == "" {
+			return &violation{code: codec.ProtocolError, msg: "topic alias not yet set"}
+		}
+		p.Topic = r.aliases[a-1]
+	} else {
+		r.aliases[a-1] = p.Topic
+	}
+	p.Properties.Remove(codec.PropTopicAlias)
+	return nil
+}
+
+// deadlineConn sets the read deadline before each read from the socket, so the keep-alive
+// and connect timeouts cost nothing per packet: bufio calls Read only when its buffer is empty.
+type deadlineConn struct {
+	net.Conn
+	timeout time.Duration
+	stats   *Stats
+}
+
+func (d *deadlineConn) Read(b []byte) (int, error) {
+	if d.timeout > 0 {
+		_ = d.Conn.SetReadDeadline(time.Now().Add(d.timeout))
+	} else {
+		_ = d.Conn.SetReadDeadline(time.Time{})
+	}
+	n, err := d.Conn.Read(b)
+	d.stats.BytesIn.Add(uint64(n))
+	return n, err
+}
+
+func newReader(env *Env, self *actor.PID, conn net.Conn, link *Link) *reader {
+	src := &deadlineConn{Conn: conn, stats: env.Stats}
+	return &reader{
+		env:   env,
+		self:  self,
+		link:  link,
+		src:   src,
+		dec:   codec.NewReader(bufio.NewReaderSize(src, 4096), env.Cfg.Limits.MaxPacketSize),
+		start: make(chan readerStart, 1),
+		quit:  make(chan struct{}),
+	}
+}

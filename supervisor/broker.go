@@ -1,0 +1,159 @@
+// Package supervisor builds the broker's supervision tree on protoactor-go and runs it:
+//
+//	listeners    one listener actor per configured listener
+//	connections  one connection actor per socket
+//	sessions     the session registry, parent of one session actor per client id
+//	router       router/shard-<k>: topic trie and retained messages of one shard
+//
+// Start binds every listener before it returns, so a taken port is reported at once; Stop
+// stops accepting, tells 5.0 clients the server is shutting down, flushes and stops the tree.
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/actormq/actormq/actors"
+	"github.com/actormq/actormq/codec"
+	"github.com/actormq/actormq/config"
+	"github.com/actormq/actormq/listeners"
+)
+
+// Broker is a running broker.
+type Broker struct {
+	stopOnce sync.Once
+	stopErr  error
+
+	sys       *actor.ActorSystem
+	env       *actors.Env
+	log       *zap.Logger
+	listeners map[string]*listeners.Listener
+	roots     []*actor.PID // stopped in this order
+	conns     *actor.PID
+}
+
+// Start builds the tree and binds every listener.
+func Start(cfg config.Config, log *zap.Logger) (*Broker, error) {
+	sys := actor.NewActorSystem(actor.WithLoggerFactory(actorLogger(log)))
+	env := actors.NewEnv(sys, cfg, log)
+	b := &Broker{sys: sys, env: env, log: log, listeners: make(map[string]*listeners.Listener)}
+
+	// Shards and the registry are addressed by fixed PIDs, so that every actor can reach them
+	// from the start and a restarted one keeps its address.
+	env.Shards = make([]*actor.PID, cfg.Router.Shards)
+	for i := range env.Shards {
+		env.Shards[i] = sys.NewLocalPID(fmt.Sprintf("router/shard-%d", i))
+	}
+	router, err := sys.Root.SpawnNamed(actor.PropsFromProducer(newRouter(env)), "router")
+	if err != nil {
+		return nil, err
+	}
+	sessions, err := sys.Root.SpawnNamed(actor.PropsFromProducer(actors.NewRegistry(env),
+		actor.WithSupervisor(actors.SessionStrategy())), "sessions")
+	if err != nil {
+		return nil, err
+	}
+	env.Registry = sessions
+	b.conns, err = sys.Root.SpawnNamed(actor.PropsFromProducer(newConnections(env),
+		actor.WithSupervisor(actors.ConnectionStrategy())), "connections")
+	if err != nil {
+		return nil, err
+	}
+	b.roots = []*actor.PID{b.conns, sessions, router}
+	// The router spawns its shards when it starts; publishes must not arrive before that.
+	if _, err := sys.Root.RequestFuture(router, &ready{}, 5*time.Second).Result(); err != nil {
+		b.Stop(context.Background())
+		return nil, fmt.Errorf("router did not start: %w", err)
+	}
+
+	limit := listeners.NewConnLimit(cfg.Limits.MaxConnections)
+	for _, lc := range cfg.Listeners {
+		l, err := listeners.Start(lc, b.accept, listeners.Options{
+			Log:              log,
+			Limit:            limit,
+			HandshakeTimeout: cfg.Limits.ConnectTimeout.Std(),
+		})
+		if err != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = b.Stop(ctx)
+			cancel()
+			return nil, err
+		}
+		b.listeners[lc.Name] = l
+	}
+	return b, nil
+}
+
+func (b *Broker) accept(c net.Conn, l *listeners.Listener) {
+	b.sys.Root.Send(b.conns, &actors.Accepted{Conn: c, Listener: l.Name(), Protocol: l.ProtocolLevel()})
+}
+
+// Addr is the bound address of the named listener (useful with port 0), nil if there is none.
+func (b *Broker) Addr(listener string) net.Addr {
+	if l := b.listeners[listener]; l != nil {
+		return l.Addr()
+	}
+	return nil
+}
+
+// Stats are the broker-wide counters.
+func (b *Broker) Stats() *actors.Stats { return b.env.Stats }
+
+// ActorCount is the number of live actors, for leak checks.
+func (b *Broker) ActorCount() int {
+	n := 0
+	for _, bucket := range b.sys.ProcessRegistry.LocalPIDs.LocalPIDs {
+		n += bucket.Count()
+	}
+	return n
+}
+
+// Stop shuts the broker down gracefully within ctx: it stops accepting, sends every 5.0
+// client DISCONNECT 0x8B (Server shutting down), waits for the connections to flush and
+// close, then stops the tree.
+func (b *Broker) Stop(ctx context.Context) error {
+	b.stopOnce.Do(func() { b.stopErr = b.stop(ctx) })
+	return b.stopErr
+}
+
+func (b *Broker) stop(ctx context.Context) error {
+	var errs []error
+	for _, l := range b.listeners {
+		errs = append(errs, l.Close())
+	}
+	if b.conns != nil {
+		b.sys.Root.Send(b.conns, &actors.Kick{Code: codec.ServerShuttingDown, Reason: "the server is shutting down"})
+		for b.env.Stats.Connections.Load() > 0 && ctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	for _, pid := range b.roots {
+		if err := b.sys.Root.StopFuture(pid).Wait(); err != nil {
+			errs = append(errs, fmt.Errorf("stopping %s: %w", pid.Id, err))
+		}
+	}
+	b.sys.Shutdown()
+	return errors.Join(errs...)
+}
+
+// actorLogger routes protoactor's own logs into zap, from WARN up: its INFO lines (every
+// recovered panic, every dead letter) would drown the broker's.
+func actorLogger(log *zap.Logger) func(*actor.ActorSystem) *slog.Logger {
+	core, _ := zapcore.NewIncreaseLevelCore(log.Core(), zapcore.WarnLevel)
+	if core == nil {
+		core = log.Core()
+	}
+	return func(*actor.ActorSystem) *slog.Logger {
+		return slog.New(zapslog.NewHandler(core, zapslog.WithName("protoactor")))
+	}
+}
