@@ -115,6 +115,11 @@ func (c *Config) validate() []issue {
 	v.between("router.credit_window", c.Router.CreditWindow, 2, maxBuffer)
 
 	v.between("connections.writer_queue", c.Connections.WriterQueue, 2, maxBuffer)
+	if c.Connections.WriterQueue >= 2 && c.MQTT.MaxInflight >= 1 && c.Connections.WriterQueue <= c.MQTT.MaxInflight {
+		// A reconnecting client gets its whole inflight window at once, behind the CONNACK.
+		v.add("connections.writer_queue", "connections.writer_queue = %d: must be larger than mqtt.max_inflight (%d), so a resumed session's inflight messages fit", c.Connections.WriterQueue, c.MQTT.MaxInflight)
+		v.issues[len(v.issues)-1].also = "mqtt.max_inflight"
+	}
 	v.positive("connections.write_timeout", c.Connections.WriteTimeout)
 
 	if c.Console.Listen != "" {

@@ -1,0 +1,308 @@
+package tests
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/actormq/actormq/codec"
+	"github.com/actormq/actormq/config"
+)
+
+// Every limit from config, pushed past over real sockets: the broker answers as MQTT says,
+// and the clients within the limit are unaffected.
+
+func TestLimitMaxConnections(t *testing.T) {
+	b := startBroker(t, func(c *config.Config) {
+		c.Limits.MaxConnections = 3
+	})
+	var held []*rawClient
+	for i := range 3 {
+		rc := dialRaw(t, b.TCP311, codec.V311)
+		if ack := rc.connect(fmt.Sprintf("held-%d", i)); ack.ReasonCode != codec.Success {
+			t.Fatalf("connection %d within the limit refused: %v", i, ack.ReasonCode)
+		}
+		held = append(held, rc)
+	}
+	// The fourth socket is closed at once, before it can send anything.
+	extra := dialRaw(t, b.TCP311, codec.V311)
+	extra.expectClosed(2 * time.Second)
+	if n := b.Stats().Connections.Load(); n != 3 {
+		t.Errorf("connection actors = %d, want 3", n)
+	}
+	// Those within the limit still work, and a freed slot is usable again.
+	held[0].send(&codec.Pingreq{})
+	if _, ok := held[0].read().(*codec.Pingresp); !ok {
+		t.Fatal("a client within the limit got no PINGRESP")
+	}
+	held[1].send(&codec.Disconnect{})
+	held[1].expectClosed(2 * time.Second)
+	waitFor(t, 2*time.Second, "the freed slot", func() bool { return b.Stats().Connections.Load() == 2 })
+	again := dialRaw(t, b.TCP311, codec.V311)
+	if ack := again.connect("again"); ack.ReasonCode != codec.Success {
+		t.Fatalf("connection after one left refused: %v", ack.ReasonCode)
+	}
+}
+
+func TestLimitMaxSessions(t *testing.T) {
+	b := startBroker(t, func(c *config.Config) {
+		c.Limits.MaxConnections = 2
+		c.Limits.MaxSessions = 2
+	})
+	// Two persistent sessions outlive their connections and fill the registry.
+	for i := range 2 {
+		rc := dialRaw(t, b.TCP311, codec.V311)
+		rc.connect(fmt.Sprintf("persistent-%d", i), func(c *codec.Connect) { c.CleanStart = false })
+		rc.send(&codec.Disconnect{})
+		rc.expectClosed(2 * time.Second)
+	}
+	waitFor(t, 2*time.Second, "two stored sessions", func() bool { return b.Stats().Sessions.Load() == 2 })
+
+	// 5.0: CONNACK 0x97 Quota exceeded; 3.1.1: 0x03 Server unavailable [MQTT-3.2.2-6].
+	v5 := dialRaw(t, b.TCP5, codec.V5)
+	if ack := v5.connect("third-v5"); ack.ReasonCode != codec.QuotaExceeded {
+		t.Errorf("5.0 CONNACK = %v, want Quota exceeded", ack.ReasonCode)
+	}
+	v5.expectClosed(2 * time.Second)
+	v3 := dialRaw(t, b.TCP311, codec.V311)
+	if ack := v3.connect("third-v3"); ack.ReasonCode != codec.ConnRefusedServerUnavailable {
+		t.Errorf("3.1.1 CONNACK = %v, want Server unavailable", ack.ReasonCode)
+	}
+	v3.expectClosed(2 * time.Second)
+
+	// An existing session is still reachable, and cleaning it up frees a place.
+	rc := dialRaw(t, b.TCP311, codec.V311)
+	if ack := rc.connect("persistent-0"); ack.ReasonCode != codec.Success {
+		t.Fatalf("existing session refused: %v", ack.ReasonCode)
+	}
+	rc.send(&codec.Disconnect{})
+	rc.expectClosed(2 * time.Second)
+	waitFor(t, 2*time.Second, "the clean session to end", func() bool { return b.Stats().Sessions.Load() == 1 })
+	rc = dialRaw(t, b.TCP311, codec.V311)
+	if ack := rc.connect("fourth"); ack.ReasonCode != codec.Success {
+		t.Fatalf("connect after a session ended refused: %v", ack.ReasonCode)
+	}
+	rc.send(&codec.Disconnect{})
+	rc.expectClosed(2 * time.Second)
+	endSessions(t, b, "persistent-1")
+}
+
+// endSessions connects with clean session to each id and disconnects, so that the leak check
+// sees no session left.
+func endSessions(t *testing.T, b *testBroker, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		rc := dialRaw(t, b.TCP311, codec.V311)
+		rc.connect(id)
+		rc.send(&codec.Disconnect{})
+		rc.expectClosed(2 * time.Second)
+	}
+	waitFor(t, 2*time.Second, "sessions to end", func() bool { return b.Stats().Sessions.Load() == 0 })
+}
+
+func TestLimitRetainedMessages(t *testing.T) {
+	b := startBroker(t, func(c *config.Config) { c.Retained.MaxMessages = 3 })
+	pub := dialRaw(t, b.TCP311, codec.V311)
+	pub.connect("publisher")
+	for i := range 5 {
+		pub.send(&codec.Publish{QoS: 1, PacketID: uint16(i + 1), Retain: true, Topic: fmt.Sprintf("r/%d", i), Payload: []byte("x")})
+		if _, ok := pub.read().(*codec.Puback); !ok {
+			t.Fatal("no PUBACK")
+		}
+	}
+	if n := b.Stats().Retained.Load(); n != 3 {
+		t.Fatalf("retained = %d, want the limit 3", n)
+	}
+	// Replacing a stored topic still works at the limit.
+	pub.send(&codec.Publish{QoS: 1, PacketID: 9, Retain: true, Topic: "r/0", Payload: []byte("new")})
+	pub.read()
+
+	sub := dialRaw(t, b.TCP311, codec.V311)
+	sub.connect("subscriber")
+	v3Subscribe(sub, 1, "r/#", 0)
+	got := map[string]string{}
+	for range 3 {
+		p := v3ReadPublish(sub)
+		got[p.Topic] = string(p.Payload)
+	}
+	v3ExpectSilence(sub, 200*time.Millisecond)
+	if got["r/0"] != "new" || len(got) != 3 {
+		t.Errorf("retained delivered = %v, want r/0=new and two more", got)
+	}
+}
+
+func TestLimitTopicLevelsAndLength(t *testing.T) {
+	b := startBroker(t, func(c *config.Config) {
+		c.Limits.MaxTopicLevels = 3
+		c.Limits.MaxTopicLength = 16
+	})
+	c := dialRaw(t, b.TCP5, codec.V5)
+	c.connect("limits")
+	// 5.0: a topic name the server does not accept → PUBACK 0x90; filter → SUBACK 0x8F.
+	c.send(&codec.Publish{QoS: 1, PacketID: 1, Topic: "a/b/c/d", Payload: []byte("x")})
+	if ack, ok := c.read().(*codec.Puback); !ok || ack.ReasonCode != codec.TopicNameInvalid {
+		t.Errorf("publish with 4 levels: %+v, want PUBACK Topic Name invalid", ack)
+	}
+	c.send(&codec.Publish{QoS: 1, PacketID: 2, Topic: "abcdefghijklmnopq", Payload: []byte("x")})
+	if ack, ok := c.read().(*codec.Puback); !ok || ack.ReasonCode != codec.TopicNameInvalid {
+		t.Errorf("publish with 17 bytes: %+v, want PUBACK Topic Name invalid", ack)
+	}
+	c.send(&codec.Subscribe{PacketID: 3, Subscriptions: []codec.Subscription{{Filter: "a/b/c/#"}, {Filter: "a/b/#"}}})
+	ack, ok := c.read().(*codec.Suback)
+	if !ok || len(ack.ReasonCodes) != 2 || ack.ReasonCodes[0] != codec.TopicFilterInvalid || ack.ReasonCodes[1] != codec.GrantedQoS0 {
+		t.Errorf("SUBACK = %+v, want [Topic Filter invalid, Granted QoS 0]", ack)
+	}
+	// 3.1.1 cannot say why: the connection is closed.
+	v3 := dialRaw(t, b.TCP311, codec.V311)
+	v3.connect("limits-v3")
+	v3.send(&codec.Publish{Topic: "a/b/c/d", Payload: []byte("x")})
+	v3.expectClosed(2 * time.Second)
+}
+
+// TestLimitSlowConsumer: a subscriber that stops reading its socket neither stalls the
+// publisher nor a healthy subscriber. Its QoS 0 messages fill its writer queue, then its
+// session queue, past which they are dropped and counted; the write timeout then closes it.
+// The healthy QoS 1 subscriber gets every message in order: when it falls behind, its
+// publisher is slowed down (credits), not its messages dropped.
+func TestLimitSlowConsumer(t *testing.T) {
+	b := startBroker(t, func(c *config.Config) {
+		c.Connections.WriterQueue = 256
+		c.Sessions.MaxQueuedMessages = 100
+		c.Connections.WriteTimeout = config.Duration(300 * time.Millisecond)
+	})
+	slow := dialRaw(t, b.TCP311, codec.V311)
+	if tc, ok := slow.conn.(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(4096) // small socket buffers fill quickly
+	}
+	slow.connect("slow")
+	v3Subscribe(slow, 1, "flood/#", 0)
+	healthy := dialRaw(t, b.TCP311, codec.V311)
+	healthy.connect("healthy")
+	v3Subscribe(healthy, 1, "flood/#", 1)
+
+	pub := dialRaw(t, b.TCP311, codec.V311)
+	pub.connect("publisher")
+	const n = 3000
+	payload := make([]byte, 2048)
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; i < n; {
+			p, err := healthy.readErr(10 * time.Second)
+			if err != nil {
+				done <- fmt.Errorf("after %d messages: %w", i, err)
+				return
+			}
+			m, ok := p.(*codec.Publish)
+			if !ok {
+				continue
+			}
+			if got := int(m.Payload[0])<<8 | int(m.Payload[1]); got != i {
+				done <- fmt.Errorf("message %d arrived as number %d", got, i)
+				return
+			}
+			i++
+			if err := healthyAck(healthy, m.PacketID); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	acks := make(chan error, 1)
+	go func() {
+		for i := 0; i < n; i++ {
+			if _, err := pub.readErr(10 * time.Second); err != nil {
+				acks <- fmt.Errorf("PUBACK %d: %w", i, err)
+				return
+			}
+		}
+		acks <- nil
+	}()
+	for i := range n {
+		payload[0], payload[1] = byte(i>>8), byte(i)
+		buf, _ := codec.Append(nil, &codec.Publish{QoS: 1, PacketID: uint16(i%60000 + 1), Topic: "flood/all", Payload: payload}, codec.V311)
+		if _, err := pub.conn.Write(buf); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("healthy subscriber: %v", err)
+	}
+	if err := <-acks; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the write timeout to close the slow consumer", func() bool {
+		return b.Stats().Connections.Load() == 2
+	})
+	if b.Stats().DroppedQueue.Load() == 0 {
+		t.Error("the slow consumer's overflow was not counted")
+	}
+}
+
+func healthyAck(c *rawClient, id uint16) error {
+	b, _ := codec.Append(nil, &codec.Puback{PacketID: id}, codec.V311)
+	_, err := c.conn.Write(b)
+	return err
+}
+
+// TestLoadSmoke is the bounded load test CI runs: 20 publishers, QoS 1, one wildcard
+// subscriber; every message arrives once and in order per publisher.
+func TestLoadSmoke(t *testing.T) {
+	b := startBroker(t)
+	const pubs, each = 20, 250
+	sub := dialRaw(t, b.TCP5, codec.V5)
+	sub.connect("sink", func(c *codec.Connect) { c.Properties.SetReceiveMaximum(1000) })
+	sub.send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "load/#", QoS: 1}}})
+	sub.read()
+
+	var wg sync.WaitGroup
+	errs := make(chan error, pubs)
+	for p := range pubs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := dialRaw(t, b.TCP311, codec.V311)
+			c.connect(fmt.Sprintf("pub-%d", p))
+			topic := fmt.Sprintf("load/%d", p)
+			for i := range each {
+				b, _ := codec.Append(nil, &codec.Publish{QoS: 1, PacketID: uint16(i + 1), Topic: topic, Payload: []byte{byte(i >> 8), byte(i)}}, codec.V311)
+				if _, err := c.conn.Write(b); err != nil {
+					errs <- err
+					return
+				}
+			}
+			for range each {
+				if _, err := c.readErr(10 * time.Second); err != nil {
+					errs <- fmt.Errorf("publisher %d: %w", p, err)
+					return
+				}
+			}
+		}()
+	}
+	next := make([]int, pubs)
+	for got := 0; got < pubs*each; got++ {
+		p, err := sub.readErr(10 * time.Second)
+		if err != nil {
+			t.Fatalf("after %d messages: %v", got, err)
+		}
+		m, ok := p.(*codec.Publish)
+		if !ok {
+			t.Fatalf("unexpected %T", p)
+		}
+		var who int
+		fmt.Sscanf(m.Topic, "load/%d", &who)
+		seq := int(m.Payload[0])<<8 | int(m.Payload[1])
+		if seq != next[who] {
+			t.Fatalf("publisher %d: got message %d, want %d (order per topic [MQTT-4.6.0-6])", who, seq, next[who])
+		}
+		next[who]++
+		sub.send(&codec.Puback{PacketID: m.PacketID})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
