@@ -93,6 +93,10 @@ func (s *Shard) route(ctx actor.Context, m *route) {
 	}
 	clear(s.merge)
 	defer m.release() // the shard's own share
+	if ce := s.env.Log.Check(zap.DebugLevel, "routed"); ce != nil {
+		ce.Write(zap.String("topic", pub.Topic), zap.Uint8("qos", pub.QoS), zap.Bool("retain", pub.Retain),
+			zap.String("from", m.from), zap.Int("sessions", matched), zap.Int("shard", s.index))
+	}
 
 	if m.link == nil {
 		return // a will: no publisher to acknowledge
@@ -152,6 +156,10 @@ func (s *Shard) retain(m *route) {
 }
 
 func (s *Shard) subscribe(ctx actor.Context, m *shardSubscribe) {
+	if ce := s.env.Log.Check(zap.DebugLevel, "subscription registered"); ce != nil {
+		ce.Write(zap.String("client", m.ref.clientID), zap.String("filter", m.filter), zap.String("group", m.group),
+			zap.Uint8("qos", m.opts.QoS), zap.Int("shard", s.index))
+	}
 	entry := &subEntry{ref: m.ref, opts: m.opts, subID: m.subID}
 	if m.group != "" {
 		s.joinGroup(m, entry)
