@@ -26,6 +26,9 @@ func main() {
 // run is main without the process exit, so that the start-up path can be tested.
 // Errors reach the user as one plain line on stderr, never as a stack trace.
 func run(args []string, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "passwd" {
+		return passwd(args[1:], os.Stdin, stderr)
+	}
 	fs := flag.NewFlagSet("actormq", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "config.toml", "path of the configuration file (written with defaults if missing)")

@@ -38,6 +38,12 @@ type Connection struct {
 	detached  bool
 	closed    bool
 	since     time.Time
+	user      string        // authenticated user name, "" for anonymous (auth.go)
+	authEx    *authExchange // an enhanced authentication in progress (auth.go)
+
+	// console directory (directory.go)
+	dirInfo   *connInfo
+	endReason string
 }
 
 type connState uint8
@@ -86,8 +92,9 @@ func (c *Connection) Receive(ctx actor.Context) {
 	case *codec.Disconnect:
 		c.clientDisconnect(ctx, m)
 	case *codec.Auth:
-		// Enhanced authentication is not offered, so AUTH can only be out of place [MQTT-4.12.0-1].
-		c.close(ctx, codec.ProtocolError, "AUTH without an authentication method", true)
+		c.authPacket(ctx, m) // auth.go
+	case *authDone:
+		c.authDone(ctx, m)
 	case *violation:
 		c.close(ctx, m.code, m.msg, true)
 	case *readerEnded:
@@ -110,7 +117,7 @@ func (c *Connection) start(ctx actor.Context) {
 	c.since = time.Now()
 	c.link = newLink(c.conn, c.env.Stats, cfg.Connections.WriterQueue, cfg.Router.CreditWindow, cfg.Connections.WriteTimeout.Std())
 	c.link.Version = c.version
-	c.rd = newReader(c.env, ctx.Self(), c.conn, c.link)
+	c.rd = newReader(c.env, ctx.Self(), countedConn{Conn: c.conn, link: c.link}, c.link)
 	go c.link.run()
 	go c.rd.run()
 }
@@ -122,6 +129,9 @@ func (c *Connection) connect(ctx actor.Context, p *codec.Connect) {
 	c.link.Version = p.Version
 	v5 := p.Version == codec.V5
 	ack := &codec.Connack{}
+	if !c.connectAllowed(ctx) { // auth.connect_rate (auth.go)
+		return
+	}
 
 	id := p.ClientID
 	assigned := false
@@ -138,8 +148,8 @@ func (c *Connection) connect(ctx actor.Context, p *codec.Connect) {
 		c.refuse(ctx, codec.ClientIdentifierNotValid, "client id longer than limits.max_client_id_length")
 		return
 	}
-	if p.Properties.Has(codec.PropAuthenticationMethod) {
-		c.refuse(ctx, codec.BadAuthenticationMethod, "enhanced authentication is not offered") // [MQTT-4.12.0-1]
+	if m, ok := p.Properties.AuthenticationMethod(); ok && !c.offersMethod(m) {
+		c.refuse(ctx, codec.BadAuthenticationMethod, "authentication method "+m+" is not offered") // [MQTT-4.12.0-1]
 		return
 	}
 	if w := p.Will; w != nil {
@@ -198,7 +208,9 @@ func (c *Connection) connect(ctx actor.Context, p *codec.Connect) {
 	c.link.ClientID = id
 	c.log = c.log.With(zap.String("client", id))
 	c.state = stateAttaching
-	ctx.Send(c.env.Registry, &attachRequest{
+	// Passwords, certificates and enhanced authentication are decided before the session is
+	// touched (auth.go), so a refused client cannot take a session over.
+	c.authenticate(ctx, p, &attachRequest{
 		clientID:   id,
 		cleanStart: p.CleanStart,
 		expiry:     expiry,
@@ -236,6 +248,7 @@ func (c *Connection) attached(ctx actor.Context, m *attached) {
 	c.state = stateConnected
 	c.session, c.gen = m.session, m.gen
 	c.env.Stats.Connected.Add(1)
+	c.dirConnected(ctx)
 	c.log.Info("client connected", zap.String("protocol", c.version.String()),
 		zap.Duration("keep_alive", c.keepAlive))
 	c.rd.start <- readerStart{
@@ -244,6 +257,7 @@ func (c *Connection) attached(ctx actor.Context, m *attached) {
 		gen:       m.gen,
 		keepAlive: c.keepAlive,
 		aliasMax:  c.env.Cfg.MQTT.TopicAliasMaximum,
+		user:      c.user,
 	}
 }
 
@@ -287,6 +301,7 @@ func (c *Connection) clientDisconnect(ctx actor.Context, p *codec.Disconnect) {
 	if p.ReasonCode != codec.NormalDisconnection {
 		reason = "DISCONNECT " + p.ReasonCode.String()
 	}
+	c.endReason = "client DISCONNECT"
 	c.log.Info("client disconnected", zap.String("reason", reason))
 	c.detach(ctx, sendWill, newExpiry)
 	c.shutdown(ctx)
@@ -313,9 +328,11 @@ func (c *Connection) readerEnded(ctx actor.Context, err error) {
 			if errors.Is(err, io.EOF) {
 				reason = "closed by the client without DISCONNECT"
 			}
+			c.endReason = "connection lost"
 			if c.state == stateConnected {
 				c.log.Info("client disconnected", zap.String("reason", reason))
 			}
+			c.logHandshakeFailure(err) // TLS (auth.go)
 		}
 		c.detach(ctx, true, nil)
 		c.shutdown(ctx)
@@ -360,6 +377,7 @@ func (c *Connection) close(ctx actor.Context, code codec.ReasonCode, msg string,
 		level = c.log.Warn
 	}
 	level("closing connection", zap.String("reason", code.String()), zap.String("detail", msg))
+	c.endReason = code.String()
 	if c.version == codec.V5 {
 		d := &codec.Disconnect{ReasonCode: code}
 		if msg != "" {
@@ -386,6 +404,7 @@ func (c *Connection) shutdown(ctx actor.Context) {
 	}
 	if c.state == stateConnected {
 		c.env.Stats.Connected.Add(-1)
+		c.dirDisconnected()
 	}
 	c.state = stateClosing
 	c.link.CloseAfterFlush()
@@ -398,6 +417,7 @@ func (c *Connection) stopping(ctx actor.Context) {
 		c.detach(ctx, true, nil)
 		if c.state == stateConnected {
 			c.env.Stats.Connected.Add(-1)
+			c.dirDisconnected()
 		}
 		c.state = stateClosing
 		c.link.CloseAfterFlush()

@@ -15,6 +15,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
 
+	"github.com/actormq/actormq/auth"
 	"github.com/actormq/actormq/config"
 )
 
@@ -28,6 +29,8 @@ type Env struct {
 	Registry *actor.PID   // the session registry
 	Shards   []*actor.PID // router shards, indexed by shardOf
 	Stats    *Stats
+	Auth     *auth.Service // passwords, ACL, rate limits; nil: everyone may do everything
+	Dir      *Directory    // clients, for the console; nil when nobody reads it
 
 	seed maphash.Seed
 }
@@ -60,4 +63,9 @@ type Stats struct {
 	DroppedQueue    atomic.Uint64 // session queue full
 	DroppedTooLarge atomic.Uint64 // larger than the client's Maximum Packet Size
 	DroppedExpired  atomic.Uint64 // message expiry passed before delivery
+
+	SlowConsumersClosed atomic.Uint64 // connections closed for not reading their acknowledgements
+	// PUBLISH packets by QoS (index 0-2), counted next to MessagesIn/MessagesOut.
+	MessagesInQoS  [4]atomic.Uint64
+	MessagesOutQoS [4]atomic.Uint64
 }

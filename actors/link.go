@@ -48,6 +48,10 @@ type Link struct {
 	Credits chan struct{}
 
 	Dropped atomic.Uint64 // outbound messages dropped at this link (slow consumer, too large)
+
+	// Per-client traffic for the console (directory.go).
+	BytesIn, BytesOut       atomic.Uint64
+	MessagesIn, MessagesOut atomic.Uint64
 }
 
 type itemKind uint8
@@ -134,9 +138,21 @@ func (l *Link) push(it outItem) error {
 		l.mu.Unlock()
 		return errLinkClosed
 	}
-	if len(l.queue) >= l.maxQueue && it.kind != itemClose {
-		l.mu.Unlock()
-		return ErrLinkFull
+	if n := len(l.queue); n >= l.maxQueue && it.kind != itemClose {
+		if it.kind == itemPublish {
+			l.mu.Unlock()
+			return ErrLinkFull
+		}
+		// Acknowledgements and other control packets are never dropped: they get headroom
+		// past the delivery limit, and a client that lets even that fill is not reading its
+		// own acknowledgements. It is closed as a slow consumer.
+		if n >= 2*l.maxQueue {
+			l.closing = true
+			l.mu.Unlock()
+			l.stats.SlowConsumersClosed.Add(1)
+			l.Abort()
+			return errLinkClosed
+		}
 	}
 	if it.kind == itemClose {
 		l.closing = true
@@ -228,6 +244,7 @@ func (l *Link) write(b []byte) bool {
 	}
 	n, err := l.conn.Write(b)
 	l.stats.BytesOut.Add(uint64(n))
+	l.BytesOut.Add(uint64(n))
 	return err == nil
 }
 
@@ -254,6 +271,7 @@ func (l *Link) encode(buf []byte, it *outItem, aliases *map[string]uint16) []byt
 		buf, err = codec.Append(buf, &p, l.Version)
 		if err == nil {
 			l.stats.MessagesOut.Add(1)
+			l.countOut(p.QoS)
 		}
 	}
 	if err != nil {

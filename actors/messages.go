@@ -68,6 +68,7 @@ type attachRequest struct {
 	conn       *actor.PID
 	connack    *codec.Connack // prepared by the connection; the session fills SessionPresent
 	receiveMax uint16         // the client's Receive Maximum: our outbound window toward it
+	user       string         // the authenticated user name, "" for anonymous (auth.go)
 	gen        uint64         // set by the registry
 }
 

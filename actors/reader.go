@@ -7,6 +7,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/actormq/actormq/auth"
 	"github.com/actormq/actormq/codec"
 	"github.com/actormq/actormq/topics"
 )
@@ -32,6 +33,12 @@ type reader struct {
 	session  *actor.PID
 	gen      uint64
 	aliases  []string // inbound topic aliases, index = alias-1
+
+	// auth.go: guard is the one check the publish path pays when auth is off.
+	more  chan struct{} // the actor wants one more packet before start: an AUTH [MQTT-4.12.0-2]
+	guard bool
+	user  string
+	limit *auth.PublishLimit
 }
 
 // readerStart is what the reader needs once the session has accepted the connection.
@@ -41,6 +48,7 @@ type readerStart struct {
 	gen       uint64
 	keepAlive time.Duration // 0: none
 	aliasMax  int
+	user      string
 }
 
 var pingresp = &codec.Pingresp{}
@@ -61,18 +69,38 @@ func (r *reader) run() {
 	}
 	r.send(pkt)
 	var st readerStart
-	select {
-	case s, ok := <-r.start:
-		if !ok {
+wait:
+	for {
+		select {
+		case s, ok := <-r.start:
+			if !ok {
+				return
+			}
+			st = s
+			break wait
+		case <-r.more:
+			// Enhanced authentication: the client's AUTH, then the actor decides again.
+			pkt, err := r.dec.ReadPacket()
+			if err != nil {
+				r.send(&readerEnded{err: err})
+				return
+			}
+			if _, ok := pkt.(*codec.Auth); !ok {
+				r.send(&violation{code: codec.ProtocolError, msg: "only AUTH may follow CONNECT before CONNACK"})
+				return
+			}
+			r.send(pkt)
+		case <-r.quit:
 			return
 		}
-		st = s
-	case <-r.quit:
-		return
 	}
 	r.version = r.dec.Version()
 	r.clientID, r.session, r.gen = st.clientID, st.session, st.gen
 	r.aliases = make([]string, st.aliasMax)
+	if a := r.env.Auth; a != nil {
+		r.user, r.limit = st.user, a.NewPublishLimit()
+		r.guard = a.HasACL() || r.limit != nil
+	}
 	// The client must send something within 1.5 times its keep alive [MQTT-3.1.2-24].
 	r.src.timeout = st.keepAlive * 3 / 2
 
@@ -129,7 +157,13 @@ func (r *reader) publish(p *codec.Publish) *violation {
 	if topics.IsSys(p.Topic) && len(p.Topic) >= 4 && p.Topic[:4] == "$SYS" {
 		return r.refuse(p, codec.NotAuthorized, "clients may not publish to $SYS topics")
 	}
+	if r.guard { // ACL and publish rate (auth.go)
+		if drop, v := r.publishGuard(p); drop || v != nil {
+			return v
+		}
+	}
 	r.env.Stats.MessagesIn.Add(1)
+	r.link.countIn(p.QoS) // console: per client and per QoS
 
 	var received time.Time
 	if p.Properties.Has(codec.PropMessageExpiryInterval) {
@@ -222,6 +256,7 @@ func newReader(env *Env, self *actor.PID, conn net.Conn, link *Link) *reader {
 		src:   src,
 		dec:   codec.NewReader(bufio.NewReaderSize(src, 4096), env.Cfg.Limits.MaxPacketSize),
 		start: make(chan readerStart, 1),
+		more:  make(chan struct{}, 1),
 		quit:  make(chan struct{}),
 	}
 }

@@ -28,6 +28,7 @@ type sessionState struct {
 	conn       *actor.PID
 	gen        uint64
 	receiveMax uint16
+	user       string // who attached last (auth.go): subscriptions are checked as them
 
 	expiry uint32 // seconds after disconnect; 0: ends with the connection; 0xFFFFFFFF: never
 	will   *codec.Will
@@ -45,6 +46,8 @@ type sessionState struct {
 	expiryTimer  *time.Timer
 	willTimer    *time.Timer
 	retryPending bool
+
+	dir *ClientEntry // console directory entry (directory.go)
 }
 
 type subscription struct {
@@ -79,6 +82,7 @@ func NewSession(env *Env, clientID string, ref *sessionRef) actor.Producer {
 // Receive implements actor.Actor.
 func (s *Session) Receive(ctx actor.Context) {
 	st := s.st
+	defer s.report() // console: inflight and queue sizes
 	switch m := ctx.Message().(type) {
 	case *Deliver:
 		st.ref.pending.Add(-1)
@@ -112,6 +116,7 @@ func (s *Session) Receive(ctx actor.Context) {
 	case *actor.Stopped:
 		stopTimer(&st.expiryTimer)
 		stopTimer(&st.willTimer)
+		s.leaveDirectory(ctx)
 	}
 }
 
@@ -133,11 +138,15 @@ func (s *Session) attach(ctx actor.Context, m *attachRequest) {
 	stopTimer(&st.expiryTimer)
 	st.will = nil
 
-	if m.cleanStart {
+	if m.cleanStart || (!st.fresh && m.user != st.user) {
+		// A session is not handed to another user: its subscriptions passed the ACL as
+		// the user who made them.
 		s.reset(ctx)
 	}
+	st.user = m.user
 	present := !st.fresh
 	st.fresh = false
+	s.dirEntry(ctx)
 	st.link, st.conn, st.gen = m.link, m.conn, m.gen
 	st.expiry, st.will, st.receiveMax = m.expiry, m.will, m.receiveMax
 
@@ -224,6 +233,7 @@ func (s *Session) reset(ctx actor.Context) {
 	st.backlog = nil
 	clear(st.inbound2)
 	st.fresh = true
+	s.reportSubs()
 }
 
 func (s *Session) publishWill(ctx actor.Context) {
@@ -304,6 +314,7 @@ func (s *Session) enqueue(ctx actor.Context, d Deliver) {
 func (s *Session) queue(d Deliver) {
 	if dropped := s.st.queue.push(d, s.env.Cfg.Sessions.QueueDropPolicy == "drop_newest"); dropped {
 		s.env.Stats.DroppedQueue.Add(1)
+		s.countDrop()
 	}
 }
 
@@ -391,12 +402,14 @@ func (s *Session) send(d Deliver, id uint16, dup bool) sendResult {
 		elapsed := uint32(time.Since(d.Received) / time.Second)
 		if elapsed >= e {
 			s.env.Stats.DroppedExpired.Add(1) // [MQTT-3.3.2-5]
+			s.countDrop()
 			return discarded
 		}
 		it.hasExpiry, it.expiry = true, e-elapsed // [MQTT-3.3.2-6]
 	}
 	if !st.link.fitsDelivery(&it) {
 		s.env.Stats.DroppedTooLarge.Add(1) // [MQTT-3.1.2-25]
+		s.countDrop()
 		return discarded
 	}
 	if st.link.push(it) != nil {
@@ -515,6 +528,7 @@ func (s *Session) subscribe(ctx actor.Context, p *codec.Subscribe) {
 	for i, sub := range p.Subscriptions {
 		codes[i] = s.addSubscription(ctx, sub, subID, v5)
 	}
+	s.reportSubs()
 	_ = st.link.Send(&codec.Suback{PacketID: p.PacketID, ReasonCodes: codes})
 }
 
@@ -539,6 +553,9 @@ func (s *Session) addSubscription(ctx actor.Context, sub codec.Subscription, sub
 	}
 	if hasWildcard(inner) && !cfg.MQTT.WildcardSubscriptions {
 		return fail(codec.WildcardSubscriptionsNotSupported)
+	}
+	if a := s.env.Auth; a != nil && a.HasACL() && !a.CanSubscribe(st.user, st.clientID, inner) {
+		return fail(codec.NotAuthorized) // 3.1.1: 0x80
 	}
 	existing := st.subs[sub.Filter]
 	if existing == nil && len(st.subs) >= cfg.Limits.MaxSubscriptionsPerClient {
@@ -573,6 +590,7 @@ func (s *Session) unsubscribe(ctx actor.Context, p *codec.Unsubscribe) {
 		s.env.Stats.Subscriptions.Add(-1)
 		s.unregister(ctx, sub)
 	}
+	s.reportSubs()
 	_ = st.link.Send(&codec.Unsuback{PacketID: p.PacketID, ReasonCodes: codes})
 }
 

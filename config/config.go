@@ -25,6 +25,7 @@ type Config struct {
 	Retained    Retained    `toml:"retained" comment:"Retained messages."`
 	Router      Router      `toml:"router" comment:"The router that matches publishes to subscriptions."`
 	Connections Connections `toml:"connections" comment:"Per-socket buffering."`
+	Auth        Auth        `toml:"auth" comment:"Who may connect, what they may publish and subscribe to, and how fast (README.md, Security)."`
 	Console     Console     `toml:"console" comment:"The HTTP introspection console (JSON, a web page and /metrics)."`
 	Log         Log         `toml:"log" comment:"Logging."`
 }
@@ -40,6 +41,9 @@ type Listener struct {
 	TLSKey        string `toml:"tls_key" comment:"tls/wss only: PEM private key file"`
 	TLSClientCA   string `toml:"tls_client_ca" comment:"tls/wss only: PEM file of CAs that client certificates are checked against"`
 	TLSClientAuth string `toml:"tls_client_auth" comment:"tls/wss only: none, optional or required (optional and required need tls_client_ca)"`
+	// UseCNAsUsername makes a verified client certificate the credential: its common name is
+	// the user name for the ACL, and no password is asked.
+	UseCNAsUsername bool `toml:"use_cn_as_username" comment:"tls/wss only: a client with a verified certificate is the user named by its common name (no password needed)"`
 }
 
 // ProtocolLevel is the MQTT protocol level of l.Protocol: 3 for 3.1, 4 for
@@ -110,6 +114,22 @@ type Console struct {
 	Listen string `toml:"listen" comment:"host:port of the console; \"\" turns it off"`
 	Chaos  bool   `toml:"chaos" comment:"enable the endpoints that kill actors and disconnect clients"`
 	Token  string `toml:"token" comment:"when set, write endpoints need the header Authorization: Bearer <token>"`
+	// SysInterval paces the $SYS topics, which belong to the console: off with it.
+	SysInterval Duration `toml:"sys_interval" comment:"how often the $SYS/broker/... topics are published (retained) while the console is on; \"0s\" turns them off"`
+}
+
+// Auth configures authentication, authorization and rate limits. The defaults accept every
+// client, as a fresh broker on a developer's machine should; README.md (Security) tells how to
+// lock it down.
+type Auth struct {
+	AllowAnonymous           bool   `toml:"allow_anonymous" comment:"accept clients without a user name (or with one when password_file is empty)"`
+	PasswordFile             string `toml:"password_file" comment:"user:bcrypt-hash lines, made with \"actormq passwd FILE USER\"; \"\" checks no password"`
+	ACLFile                  string `toml:"acl_file" comment:"who may publish and subscribe to what (README.md, Security); \"\" allows everything"`
+	MaxFailedLoginsPerMinute int    `toml:"max_failed_logins_per_minute" comment:"failed logins per source address per minute before further attempts are refused (0: no limit)"`
+	ConnectRate              int    `toml:"connect_rate" comment:"CONNECTs per second per source address, with a burst of as many (0: no limit)"`
+	PublishRate              int    `toml:"publish_rate" comment:"PUBLISH packets per second per client (0: no limit)"`
+	PublishBytesRate         int    `toml:"publish_bytes_rate" comment:"PUBLISH payload bytes per second per client (0: no limit)"`
+	SCRAM                    bool   `toml:"scram" comment:"offer MQTT 5.0 enhanced authentication SCRAM-SHA-256 (needs password_file entries made with passwd -scram)"`
 }
 
 // Log configures the logger.
@@ -170,7 +190,8 @@ func Default() Config {
 		Retained:    Retained{MaxMessages: 100000},
 		Router:      Router{Shards: 4, CreditWindow: 256},
 		Connections: Connections{WriterQueue: 1024, WriteTimeout: Duration(10 * time.Second)},
-		Console:     Console{Listen: "127.0.0.1:3030"},
+		Auth:        Auth{AllowAnonymous: true, MaxFailedLoginsPerMinute: 10},
+		Console:     Console{Listen: "127.0.0.1:3030", SysInterval: Duration(10 * time.Second)},
 		Log:         Log{Level: "info", Format: "console"},
 	}
 }
@@ -192,6 +213,12 @@ func (c *Config) fillListenerDefaults() {
 		}
 		if l.TLSClientAuth == "" {
 			l.TLSClientAuth = defaultCliAuth
+		}
+		// The ports IANA registered for MQTT over TLS, and the usual one for secure WebSockets.
+		if l.Address == "" && l.Kind == "tls" {
+			l.Address = ":8883"
+		} else if l.Address == "" && l.Kind == "wss" {
+			l.Address = ":8443"
 		}
 	}
 }

@@ -30,6 +30,7 @@ const tlsExample = `# A TLS listener (MQTT over TLS, usually port 8883) looks li
 # tls_key = "/etc/actormq/key.pem"
 # tls_client_ca = ""          # needed for tls_client_auth = "optional" or "required"
 # tls_client_auth = "none"
+# use_cn_as_username = false
 `
 
 // Generate returns the file written on first run: every key at its default,
@@ -82,7 +83,7 @@ func (l Listener) uses(key string) bool {
 	switch key {
 	case "path":
 		return isWebSocket(l.Kind)
-	case "tls_cert", "tls_key", "tls_client_ca", "tls_client_auth":
+	case "tls_cert", "tls_key", "tls_client_ca", "tls_client_auth", "use_cn_as_username":
 		return isTLS(l.Kind)
 	}
 	return true

@@ -122,15 +122,32 @@ func (c *Config) validate() []issue {
 	}
 	v.positive("connections.write_timeout", c.Connections.WriteTimeout)
 
+	v.auth(c.Auth)
+
 	if c.Console.Listen != "" {
 		if _, _, msg := splitAddress(c.Console.Listen); msg != "" {
 			v.add("console.listen", "console.listen = %q: %s (or \"\" to turn the console off)", short(c.Console.Listen), msg)
 		}
 	}
+	if c.Console.SysInterval < 0 {
+		v.add("console.sys_interval", "console.sys_interval = %q: must be \"0s\" (off) or longer", c.Console.SysInterval)
+	}
 
 	v.choice("log.level", c.Log.Level, logLevels)
 	v.choice("log.format", c.Log.Format, logFormats)
 	return v.issues
+}
+
+// auth checks the [auth] section. Files are not opened here: the broker reports a missing or
+// broken file at start, naming it.
+func (v *validator) auth(a Auth) {
+	v.atLeast("auth.max_failed_logins_per_minute", a.MaxFailedLoginsPerMinute, 0)
+	v.atLeast("auth.connect_rate", a.ConnectRate, 0)
+	v.atLeast("auth.publish_rate", a.PublishRate, 0)
+	v.atLeast("auth.publish_bytes_rate", a.PublishBytesRate, 0)
+	if a.SCRAM && a.PasswordFile == "" {
+		v.add("auth.scram", "auth.scram = true needs auth.password_file (SCRAM checks its entries)")
+	}
 }
 
 type validator struct{ issues []issue }
@@ -241,6 +258,10 @@ func (v *validator) listeners(ls []Listener, console string) {
 			if (l.TLSClientAuth == "optional" || l.TLSClientAuth == "required") && l.TLSClientCA == "" {
 				v.add(key("tls_client_ca"), "%s: tls_client_auth = %q needs tls_client_ca (the CAs client certificates are checked against)", who, l.TLSClientAuth)
 			}
+			if l.UseCNAsUsername && l.TLSClientAuth == "none" {
+				// Without a verified certificate there is no common name to trust.
+				v.add(key("use_cn_as_username"), "%s: use_cn_as_username needs tls_client_auth = \"optional\" or \"required\"", who)
+			}
 		} else if oneOf(l.Kind, listenerKinds) {
 			var set []string
 			for _, f := range []struct{ k, v string }{{"tls_cert", l.TLSCert}, {"tls_key", l.TLSKey}, {"tls_client_ca", l.TLSClientCA}} {
@@ -250,6 +271,9 @@ func (v *validator) listeners(ls []Listener, console string) {
 			}
 			if l.TLSClientAuth != "" && l.TLSClientAuth != "none" {
 				set = append(set, "tls_client_auth")
+			}
+			if l.UseCNAsUsername {
+				set = append(set, "use_cn_as_username")
 			}
 			if len(set) > 0 {
 				verb := "applies"

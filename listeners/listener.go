@@ -1,4 +1,4 @@
-// Package listeners runs the accept loops of the broker's listeners (tcp, ws)
+// Package listeners runs the accept loops of the broker's listeners (tcp, tls, ws, wss)
 // and hands every accepted connection, as a plain net.Conn, to a Handler. It
 // knows nothing of MQTT packets or actors: whatever the transport, the
 // connection layer above sees only a byte stream.
@@ -6,6 +6,7 @@ package listeners
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -57,6 +58,7 @@ type Listener struct {
 	limit *ConnLimit
 	ln    net.Listener
 	srv   *http.Server // ws only
+	tls   *tlsFiles    // tls and wss only
 
 	closing   atomic.Bool
 	stop      chan struct{} // closed by Close: interrupts accept backoff
@@ -76,10 +78,15 @@ func Start(cfg config.Listener, h Handler, o Options) (*Listener, error) {
 	if h == nil {
 		return nil, fmt.Errorf("listener %q: nil handler", cfg.Name)
 	}
+	var tf *tlsFiles
 	switch cfg.Kind {
 	case "tcp", "ws":
 	case "tls", "wss":
-		return nil, fmt.Errorf("listener %q: kind %s is not supported yet", cfg.Name, cfg.Kind)
+		// Certificates are read before the port is bound: a missing file is the error to show.
+		var err error
+		if tf, err = newTLSFiles(cfg.Name, cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA, cfg.TLSClientAuth); err != nil {
+			return nil, err
+		}
 	default:
 		return nil, fmt.Errorf("listener %q: unknown kind %q (want tcp, tls, ws or wss)", cfg.Name, cfg.Kind)
 	}
@@ -88,7 +95,8 @@ func Start(cfg config.Listener, h Handler, o Options) (*Listener, error) {
 		return nil, err
 	}
 	l := newListener(cfg, h, o, ln)
-	if cfg.Kind == "ws" {
+	l.tls = tf
+	if cfg.Kind == "ws" || cfg.Kind == "wss" {
 		l.log.Info("listening", zap.Stringer("address", ln.Addr()), zap.String("path", l.path))
 		l.startWS(o.HandshakeTimeout)
 	} else {
@@ -142,7 +150,7 @@ func newListener(cfg config.Listener, h Handler, o Options, ln net.Listener) *Li
 // Name is the listener's name from the config.
 func (l *Listener) Name() string { return l.cfg.Name }
 
-// Kind is "tcp" or "ws".
+// Kind is "tcp", "tls", "ws" or "wss".
 func (l *Listener) Kind() string { return l.cfg.Kind }
 
 // Addr is the bound address (with the real port when the config said :0).
@@ -151,7 +159,7 @@ func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 // ProtocolLevel is the MQTT protocol level assumed before CONNECT names one.
 func (l *Listener) ProtocolLevel() byte { return l.cfg.ProtocolLevel() }
 
-// Path is the WebSocket path of a ws listener ("" for tcp).
+// Path is the WebSocket path of a ws or wss listener ("" otherwise).
 func (l *Listener) Path() string { return l.path }
 
 // Done is closed when the listener has stopped serving, by Close or because
@@ -207,6 +215,11 @@ func (l *Listener) serveTCP() {
 				l.setErr(err)
 			}
 			return
+		}
+		if l.tls != nil {
+			// The handshake runs on the connection's first read, in its reader goroutine,
+			// under the connect timeout: a slow client never holds up the accept loop.
+			c = tls.Server(c, l.tls.config())
 		}
 		l.handOff(c)
 	}

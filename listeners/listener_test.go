@@ -117,8 +117,8 @@ func TestBindErrorMessages(t *testing.T) {
 func TestStartRejectsKinds(t *testing.T) {
 	nop := func(net.Conn, *Listener) {}
 	for kind, want := range map[string]string{
-		"tls": `listener "x": kind tls is not supported yet`,
-		"wss": `listener "x": kind wss is not supported yet`,
+		"tls": `listener "x": a TLS listener needs tls_cert and tls_key`,
+		"wss": `listener "x": a TLS listener needs tls_cert and tls_key`,
 		"udp": `unknown kind "udp"`,
 	} {
 		_, err := Start(config.Listener{Name: "x", Kind: kind, Address: "127.0.0.1:0"}, nop, Options{})

@@ -1,6 +1,7 @@
 package listeners
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -63,9 +64,15 @@ func (l *Listener) startWS(handshakeTimeout time.Duration) {
 			}
 		},
 	}
+	var ln net.Listener = wsAcceptor{l}
+	if l.tls != nil {
+		// http.Server runs the handshake under ReadHeaderTimeout; Hijack then hands over the
+		// *tls.Conn, so the connection actor can see the client's certificate.
+		ln = tls.NewListener(ln, l.tls.config())
+	}
 	go func() {
 		defer close(l.done)
-		err := l.srv.Serve(wsAcceptor{l})
+		err := l.srv.Serve(ln)
 		if err != nil && !errors.Is(err, http.ErrServerClosed) && !l.closing.Load() {
 			l.setErr(err)
 		}

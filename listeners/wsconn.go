@@ -156,3 +156,7 @@ func (c *wsConn) mapErr(op string, err error) error {
 	}
 	return err
 }
+
+// Unwrap gives the socket under the WebSocket: a *tls.Conn on a wss listener, whose
+// ConnectionState carries the client's certificate.
+func (c *wsConn) Unwrap() net.Conn { return c.ws.UnderlyingConn() }

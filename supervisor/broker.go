@@ -24,8 +24,10 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/actormq/actormq/actors"
+	"github.com/actormq/actormq/auth"
 	"github.com/actormq/actormq/codec"
 	"github.com/actormq/actormq/config"
+	"github.com/actormq/actormq/console"
 	"github.com/actormq/actormq/listeners"
 )
 
@@ -37,16 +39,39 @@ type Broker struct {
 	sys       *actor.ActorSystem
 	env       *actors.Env
 	log       *zap.Logger
-	listeners map[string]*listeners.Listener
-	roots     []*actor.PID // stopped in this order
+	listeners *listenerSet
+	limit     *listeners.ConnLimit
+	lsup      *actor.PID   // the listeners supervisor, stopped first
+	roots     []*actor.PID // stopped in this order, after the listeners
 	conns     *actor.PID
+
+	// console (introspect.go); all nil when console.listen is ""
+	started time.Time
+	in      *introspector
+	console *console.Server
+	sysPub  *actors.SysPublisher
 }
 
 // Start builds the tree and binds every listener.
 func Start(cfg config.Config, log *zap.Logger) (*Broker, error) {
 	sys := actor.NewActorSystem(actor.WithLoggerFactory(actorLogger(log)))
 	env := actors.NewEnv(sys, cfg, log)
-	b := &Broker{sys: sys, env: env, log: log, listeners: make(map[string]*listeners.Listener)}
+	b := &Broker{sys: sys, env: env, log: log, listeners: newListenerSet(), started: time.Now(),
+		limit: listeners.NewConnLimit(cfg.Limits.MaxConnections)}
+	if auth.Needed(cfg) { // security (reload.go): nil keeps the publish path free of checks
+		a, err := auth.New(cfg.Auth)
+		if err != nil {
+			sys.Shutdown()
+			return nil, err
+		}
+		env.Auth = a
+	}
+	if cfg.Console.Listen != "" {
+		// Instrumented only when someone can read it: probes cost two atomic adds per message.
+		env.Dir = actors.NewDirectory()
+		b.in = newIntrospector(sys)
+	}
+	in := b.in
 
 	// Shards and the registry are addressed by fixed PIDs, so that every actor can reach them
 	// from the start and a restarted one keeps its address.
@@ -54,18 +79,18 @@ func Start(cfg config.Config, log *zap.Logger) (*Broker, error) {
 	for i := range env.Shards {
 		env.Shards[i] = sys.NewLocalPID(fmt.Sprintf("router/shard-%d", i))
 	}
-	router, err := sys.Root.SpawnNamed(actor.PropsFromProducer(newRouter(env)), "router")
+	router, err := sys.Root.SpawnNamed(in.props(actor.PropsFromProducer(newRouter(env), in.supervising(kindShard)), kindSupervisor), "router")
 	if err != nil {
 		return nil, err
 	}
-	sessions, err := sys.Root.SpawnNamed(actor.PropsFromProducer(actors.NewRegistry(env),
-		actor.WithSupervisor(actors.SessionStrategy())), "sessions")
+	sessions, err := sys.Root.SpawnNamed(in.props(actor.PropsFromProducer(actors.NewRegistry(env),
+		actor.WithSupervisor(actors.SessionStrategy()), in.supervising(kindSession)), kindRegistry), "sessions")
 	if err != nil {
 		return nil, err
 	}
 	env.Registry = sessions
-	b.conns, err = sys.Root.SpawnNamed(actor.PropsFromProducer(newConnections(env),
-		actor.WithSupervisor(actors.ConnectionStrategy())), "connections")
+	b.conns, err = sys.Root.SpawnNamed(in.props(actor.PropsFromProducer(newConnections(env),
+		actor.WithSupervisor(actors.ConnectionStrategy()), in.supervising(kindConnection)), kindSupervisor), "connections")
 	if err != nil {
 		return nil, err
 	}
@@ -76,22 +101,60 @@ func Start(cfg config.Config, log *zap.Logger) (*Broker, error) {
 		return nil, fmt.Errorf("router did not start: %w", err)
 	}
 
-	limit := listeners.NewConnLimit(cfg.Limits.MaxConnections)
+	// Every listener is bound before Start returns, so a taken port is an error now; then the
+	// listener actors take them over.
 	for _, lc := range cfg.Listeners {
-		l, err := listeners.Start(lc, b.accept, listeners.Options{
-			Log:              log,
-			Limit:            limit,
-			HandshakeTimeout: cfg.Limits.ConnectTimeout.Std(),
-		})
+		l, err := b.bind(lc)
+		if err != nil {
+			for _, bound := range b.listeners.all() {
+				_ = bound.Close()
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = b.Stop(ctx)
+			cancel()
+			return nil, err
+		}
+		b.listeners.set(lc.Name, l)
+	}
+	b.lsup, err = sys.Root.SpawnNamed(in.props(actor.PropsFromProducer(func() actor.Actor { return &listenersSupervisor{b: b} },
+		actor.WithSupervisor(listenerStrategy())), kindSupervisor), "listeners")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := sys.Root.RequestFuture(b.lsup, &ready{}, 5*time.Second).Result(); err != nil {
+		_ = b.Stop(context.Background())
+		return nil, fmt.Errorf("listeners did not start: %w", err)
+	}
+	if in != nil {
+		b.console, err = console.Start(cfg.Console.Listen, &backend{b: b, in: in}, log)
 		if err != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_ = b.Stop(ctx)
 			cancel()
 			return nil, err
 		}
-		b.listeners[lc.Name] = l
+		if iv := cfg.Console.SysInterval.Std(); iv > 0 {
+			b.sysPub = actors.StartSys(env, iv)
+		}
 	}
 	return b, nil
+}
+
+// ConsoleAddr is the bound address of the console (useful with port 0), nil when it is off.
+func (b *Broker) ConsoleAddr() net.Addr {
+	if b.console == nil {
+		return nil
+	}
+	return b.console.Addr()
+}
+
+// bind starts one listener; its accepted sockets go to the connections supervisor.
+func (b *Broker) bind(lc config.Listener) (*listeners.Listener, error) {
+	return listeners.Start(lc, b.accept, listeners.Options{
+		Log:              b.log,
+		Limit:            b.limit,
+		HandshakeTimeout: b.env.Cfg.Limits.ConnectTimeout.Std(),
+	})
 }
 
 func (b *Broker) accept(c net.Conn, l *listeners.Listener) {
@@ -100,7 +163,7 @@ func (b *Broker) accept(c net.Conn, l *listeners.Listener) {
 
 // Addr is the bound address of the named listener (useful with port 0), nil if there is none.
 func (b *Broker) Addr(listener string) net.Addr {
-	if l := b.listeners[listener]; l != nil {
+	if l := b.listeners.get(listener); l != nil {
 		return l.Addr()
 	}
 	return nil
@@ -128,8 +191,20 @@ func (b *Broker) Stop(ctx context.Context) error {
 
 func (b *Broker) stop(ctx context.Context) error {
 	var errs []error
-	for _, l := range b.listeners {
-		errs = append(errs, l.Close())
+	if b.console != nil {
+		errs = append(errs, b.console.Close(ctx))
+	}
+	if b.sysPub != nil {
+		b.sysPub.Stop()
+	}
+	// Stop accepting: the listener actors close their listeners as they stop.
+	if b.lsup != nil {
+		if err := b.sys.Root.StopFuture(b.lsup).Wait(); err != nil {
+			errs = append(errs, fmt.Errorf("stopping listeners: %w", err))
+		}
+	}
+	for _, l := range b.listeners.all() {
+		_ = l.Close() // idempotent; covers a listener whose actor never took it over
 	}
 	if b.conns != nil {
 		b.sys.Root.Send(b.conns, &actors.Kick{Code: codec.ServerShuttingDown, Reason: "the server is shutting down"})
@@ -141,6 +216,9 @@ func (b *Broker) stop(ctx context.Context) error {
 		if err := b.sys.Root.StopFuture(pid).Wait(); err != nil {
 			errs = append(errs, fmt.Errorf("stopping %s: %w", pid.Id, err))
 		}
+	}
+	if b.in != nil {
+		b.in.close()
 	}
 	b.sys.Shutdown()
 	return errors.Join(errs...)
