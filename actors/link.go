@@ -49,6 +49,10 @@ type Link struct {
 
 	Dropped atomic.Uint64 // outbound messages dropped at this link (slow consumer, too large)
 
+	// scratch is the writer's copy of the publish it is encoding (writer goroutine only): a
+	// local copy would escape to the heap through codec's Packet interface, once per delivery.
+	scratch codec.Publish
+
 	// Per-client traffic for the console (directory.go).
 	BytesIn, BytesOut       atomic.Uint64
 	MessagesIn, MessagesOut atomic.Uint64
@@ -114,11 +118,12 @@ func (l *Link) fits(n int) bool {
 // fitsDelivery reports whether a delivery, as the writer will encode it, fits the client's
 // Maximum Packet Size. Checked by the session before it takes an inflight slot, so that a
 // message the writer would have to drop never waits for an acknowledgement.
-func (l *Link) fitsDelivery(it *outItem) bool {
+func (l *Link) fitsDelivery(it *outItem, scratch *codec.Publish) bool {
 	if l.maxPacket == 0 {
 		return true
 	}
-	p := *it.pub
+	p := scratch
+	*p = *it.pub
 	p.Dup, p.QoS, p.Retain, p.PacketID = it.dup, it.qos, it.retain, it.id
 	if l.Version == codec.V5 {
 		p.Properties.SetSubscriptionIdentifiers(it.subIDs)
@@ -129,7 +134,9 @@ func (l *Link) fitsDelivery(it *outItem) bool {
 			p.Properties.SetTopicAlias(1) // the writer may add one: count it
 		}
 	}
-	return l.fits(codec.Size(&p, l.Version))
+	ok := l.fits(codec.Size(p, l.Version))
+	*p = codec.Publish{}
+	return ok
 }
 
 func (l *Link) push(it outItem) error {
@@ -224,6 +231,7 @@ func (l *Link) run() {
 			}
 		}
 		clear(batch) // drop references to publishes already written
+		l.scratch = codec.Publish{}
 		if len(buf) > 0 && !l.write(buf) {
 			return
 		}
@@ -258,17 +266,18 @@ func (l *Link) encode(buf []byte, it *outItem, aliases *map[string]uint16) []byt
 	case itemAck:
 		buf, err = appendAck(buf, it, l.Version)
 	case itemPublish:
-		p := *it.pub
+		p := &l.scratch
+		*p = *it.pub
 		p.Dup, p.QoS, p.Retain, p.PacketID = it.dup, it.qos, it.retain, it.id
 		if l.Version == codec.V5 {
-			l.setDeliveryProperties(&p, it, aliases)
+			l.setDeliveryProperties(p, it, aliases)
 		}
-		if !l.fits(codec.Size(&p, l.Version)) {
+		if l.maxPacket != 0 && !l.fits(codec.Size(p, l.Version)) {
 			l.Dropped.Add(1)
 			l.stats.DroppedTooLarge.Add(1)
 			return buf
 		}
-		buf, err = codec.Append(buf, &p, l.Version)
+		buf, err = codec.Append(buf, p, l.Version)
 		if err == nil {
 			l.stats.MessagesOut.Add(1)
 			l.countOut(p.QoS)

@@ -43,6 +43,8 @@ type sessionState struct {
 	nextID   uint16
 	inbound2 map[uint16]struct{} // QoS 2 ids received and not yet released [MQTT-4.3.3-10]
 
+	scratch codec.Publish // for fitsDelivery's size check, without a heap copy per delivery
+
 	expiryTimer  *time.Timer
 	willTimer    *time.Timer
 	retryPending bool
@@ -407,7 +409,7 @@ func (s *Session) send(d Deliver, id uint16, dup bool) sendResult {
 		}
 		it.hasExpiry, it.expiry = true, e-elapsed // [MQTT-3.3.2-6]
 	}
-	if !st.link.fitsDelivery(&it) {
+	if !st.link.fitsDelivery(&it, &st.scratch) {
 		s.env.Stats.DroppedTooLarge.Add(1) // [MQTT-3.1.2-25]
 		s.countDrop()
 		return discarded
