@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -247,7 +248,9 @@ func (c *Connection) attached(ctx actor.Context, m *attached) {
 	}
 	c.state = stateConnected
 	c.session, c.gen = m.session, m.gen
-	c.env.Stats.Connected.Add(1)
+	if n := c.env.Stats.Connected.Add(1); n > c.env.Stats.MaxConnected.Load() {
+		storeMax(&c.env.Stats.MaxConnected, n)
+	}
 	c.dirConnected(ctx)
 	c.log.Info("client connected", zap.String("protocol", c.version.String()),
 		zap.Duration("keep_alive", c.keepAlive))
@@ -445,4 +448,14 @@ func newClientID() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	return "actormq-" + hex.EncodeToString(b[:])
+}
+
+// storeMax raises m to n unless another goroutine raised it further.
+func storeMax(m *atomic.Int64, n int64) {
+	for {
+		cur := m.Load()
+		if n <= cur || m.CompareAndSwap(cur, n) {
+			return
+		}
+	}
 }

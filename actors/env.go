@@ -53,6 +53,7 @@ func (e *Env) shardOf(topic string) int {
 type Stats struct {
 	Connections     atomic.Int64 // connection actors alive
 	Connected       atomic.Int64 // clients past CONNACK
+	MaxConnected    atomic.Int64 // the most clients connected at once since start
 	Sessions        atomic.Int64
 	Subscriptions   atomic.Int64
 	Retained        atomic.Int64

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"runtime/metrics"
 	"strconv"
 	"sync"
 	"time"
@@ -17,6 +18,8 @@ const Version = "0.1.0"
 type SysPublisher struct {
 	env     *Env
 	started time.Time
+	heapMax uint64
+	heap    []metrics.Sample
 	stop    chan struct{}
 	done    chan struct{}
 	once    sync.Once
@@ -24,7 +27,8 @@ type SysPublisher struct {
 
 // StartSys publishes at once and then every interval until Stop.
 func StartSys(env *Env, interval time.Duration) *SysPublisher {
-	p := &SysPublisher{env: env, started: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
+	p := &SysPublisher{env: env, started: time.Now(), stop: make(chan struct{}), done: make(chan struct{}),
+		heap: []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}}
 	go p.run(interval)
 	return p
 }
@@ -58,12 +62,24 @@ func (p *SysPublisher) publishAll() {
 		total = int64(p.env.Dir.Len())
 	}
 	connected := s.Connected.Load()
+	// runtime/metrics, not ReadMemStats: no stop-the-world every interval.
+	metrics.Read(p.heap)
+	var heap uint64
+	if p.heap[0].Value.Kind() == metrics.KindUint64 {
+		heap = p.heap[0].Value.Uint64()
+	}
+	p.heapMax = max(p.heapMax, heap)
+	dropped := s.DroppedQueue.Load() + s.DroppedTooLarge.Load() + s.DroppedExpired.Load()
 	for _, kv := range [...][2]string{
 		{"$SYS/broker/version", "actormq " + Version},
 		{"$SYS/broker/uptime", strconv.FormatInt(int64(time.Since(p.started)/time.Second), 10) + " seconds"},
 		{"$SYS/broker/clients/connected", i(connected)},
 		{"$SYS/broker/clients/disconnected", i(max(total-connected, 0))},
 		{"$SYS/broker/clients/total", i(total)},
+		{"$SYS/broker/clients/maximum", i(s.MaxConnected.Load())},
+		{"$SYS/broker/publish/messages/dropped", u(dropped)},
+		{"$SYS/broker/heap/current", u(heap)},
+		{"$SYS/broker/heap/maximum", u(p.heapMax)},
 		{"$SYS/broker/messages/received", u(s.MessagesIn.Load())},
 		{"$SYS/broker/messages/sent", u(s.MessagesOut.Load())},
 		{"$SYS/broker/bytes/received", u(s.BytesIn.Load())},

@@ -11,6 +11,9 @@ import (
 
 	"github.com/actormq/actormq/codec"
 	"github.com/actormq/actormq/config"
+	"strconv"
+
+	"github.com/prometheus/common/expfmt"
 )
 
 // consoleBroker starts a broker with its console on a free loopback port and returns the
@@ -419,4 +422,132 @@ func TestSysTopics(t *testing.T) {
 		}
 	}
 	all.none(200 * time.Millisecond) // "#" does not match $SYS topics [MQTT-4.7.2-1]
+}
+
+// TestSysValuesMatchTraffic: the $SYS counters say what the test did: 3 clients connected at
+// most, 5 messages published, 2 retained, one dropped past a full queue.
+func TestSysValuesMatchTraffic(t *testing.T) {
+	b, _ := consoleBroker(t, func(c *config.Config) {
+		c.Console.SysInterval = config.Duration(50 * time.Millisecond)
+		c.Sessions.MaxQueuedMessages = 2
+	})
+	sys := v3Connect(t, "tcp://"+b.TCP311, "sys-watch")
+	pub := v3Connect(t, "tcp://"+b.TCP311, "sys-pub")
+	// A persistent subscriber that goes away: its queue of 2 overflows on the third message.
+	away, _ := v3RawConnect(t, b.TCP311, "sys-away", v3NotClean)
+	v3Subscribe(away, 1, "t/q", 1)
+	v3Disconnect(away)
+	waitFor(t, 2*time.Second, "the subscriber to leave", func() bool { return b.Stats().Connected.Load() == 2 })
+
+	pub.pub("t/r1", 1, true, "a")
+	pub.pub("t/r2", 1, true, "b")
+	for range 3 {
+		pub.pub("t/q", 1, false, "c")
+	}
+	sys.sub("$SYS/#", 0)
+	want := map[string]string{
+		"$SYS/broker/clients/connected":        "2",
+		"$SYS/broker/clients/maximum":          "3",
+		"$SYS/broker/messages/received":        "5",
+		"$SYS/broker/publish/messages/dropped": "1",
+		"$SYS/broker/subscriptions/count":      "2", // $SYS/# and the away session's t/q
+	}
+	seen := map[string]string{}
+	deadline := time.Now().Add(5 * time.Second)
+	matches := func() bool {
+		for k, v := range want {
+			if seen[k] != v {
+				return false
+			}
+		}
+		return true
+	}
+	for !matches() && time.Now().Before(deadline) {
+		m := sys.next()
+		seen[m.Topic] = m.Payload
+	}
+	for k, v := range want {
+		if seen[k] != v {
+			t.Errorf("%s = %q, want %q", k, seen[k], v)
+		}
+	}
+	// Retained messages: the test's 2 plus the broker's own retained $SYS topics, as Mosquitto
+	// counts them.
+	sysTopics := 0
+	for k := range seen {
+		if strings.HasPrefix(k, "$SYS/") {
+			sysTopics++
+		}
+	}
+	if got, want := seen["$SYS/broker/retained messages/count"], strconv.Itoa(2+sysTopics); got != want {
+		t.Errorf("retained messages/count = %q, want %q (2 + %d $SYS topics)", got, want, sysTopics)
+	}
+	for _, k := range []string{"$SYS/broker/heap/current", "$SYS/broker/heap/maximum"} {
+		if n, err := strconv.ParseUint(seen[k], 10, 64); err != nil || n == 0 {
+			t.Errorf("%s = %q, want a positive byte count", k, seen[k])
+		}
+	}
+	// End the persistent session so the leak check sees only the connected clients' sessions.
+	rc, _ := v3RawConnect(t, b.TCP311, "sys-away")
+	v3Disconnect(rc)
+	waitFor(t, 2*time.Second, "the away session to end", func() bool { return b.Stats().Sessions.Load() == 2 })
+}
+
+// TestMetricsParseAndMatchTraffic reads /metrics with the Prometheus text parser and checks
+// the counters against the messages the test sent.
+func TestMetricsParseAndMatchTraffic(t *testing.T) {
+	b, base := consoleBroker(t)
+	sub := v3Connect(t, "tcp://"+b.TCP311, "p-sub")
+	sub.sub("p/#", 2)
+	pub := v3Connect(t, "tcp://"+b.TCP311, "p-pub")
+	for i := range 4 {
+		pub.pub("p/x", byte(i%3), false, "m")
+		sub.next()
+	}
+	var parser expfmt.TextParser
+	families, err := parser.TextToMetricFamilies(strings.NewReader(metricsText(t, base)))
+	if err != nil {
+		t.Fatalf("/metrics is not valid Prometheus text: %v", err)
+	}
+	value := func(name string, labels map[string]string) float64 {
+		f := families[name]
+		if f == nil {
+			t.Fatalf("no metric family %s", name)
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue next
+				}
+			}
+			switch {
+			case m.GetCounter() != nil:
+				return m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				return m.GetGauge().GetValue()
+			}
+		}
+		t.Fatalf("%s%v not found", name, labels)
+		return 0
+	}
+	// QoS 0, 1, 2, 0: two at QoS 0, one each at 1 and 2, all delivered at the publish QoS.
+	for qos, n := range map[string]float64{"0": 2, "1": 1, "2": 1} {
+		if got := value("actormq_messages_received_total", map[string]string{"qos": qos}); got != n {
+			t.Errorf("messages received at QoS %s = %v, want %v", qos, got, n)
+		}
+		if got := value("actormq_messages_sent_total", map[string]string{"qos": qos}); got != n {
+			t.Errorf("messages sent at QoS %s = %v, want %v", qos, got, n)
+		}
+	}
+	if got := value("actormq_sessions", nil); got != 2 {
+		t.Errorf("sessions = %v, want 2", got)
+	}
+	if got := value("actormq_subscriptions", nil); got != 1 {
+		t.Errorf("subscriptions = %v, want 1", got)
+	}
 }
