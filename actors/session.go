@@ -115,11 +115,27 @@ func (s *Session) Receive(ctx actor.Context) {
 		if m.gen == st.gen && st.link == nil {
 			s.end(ctx)
 		}
+	case *actor.Stopping:
+		s.stopping(ctx)
 	case *actor.Stopped:
 		stopTimer(&st.expiryTimer)
 		stopTimer(&st.willTimer)
 		s.leaveDirectory(ctx)
 	}
+}
+
+// stopping: a session stopped from outside (the console, not its own end through the
+// registry, which resets it first) must not leave a client attached to nothing or
+// subscriptions that point at a dead actor: it unregisters them and disconnects its client,
+// which reconnects to a fresh session.
+func (s *Session) stopping(ctx actor.Context) {
+	st := s.st
+	if st.link != nil {
+		ctx.Send(st.conn, &Kick{Code: codec.AdministrativeAction, Reason: "session stopped by the server"})
+		st.link, st.conn = nil, nil
+	}
+	st.will = nil // an administrative end, not a client failure
+	s.reset(ctx)
 }
 
 func (s *Session) attach(ctx actor.Context, m *attachRequest) {

@@ -551,3 +551,48 @@ func TestMetricsParseAndMatchTraffic(t *testing.T) {
 		t.Errorf("subscriptions = %v, want 1", got)
 	}
 }
+
+// TestConsoleKillStopSession: a session stopped from the console does not leave a client
+// attached to nothing: its client gets DISCONNECT 0x98 (Administrative action), its
+// subscriptions leave the router, and the client's next connect gets a fresh session that
+// works.
+func TestConsoleKillStopSession(t *testing.T) {
+	b, base := consoleBroker(t, chaosOn(""))
+	rc := dialRaw(t, b.TCP5, codec.V5)
+	rc.connect("stopped", func(c *codec.Connect) { c.CleanStart = false; c.Properties.SetSessionExpiryInterval(300) })
+	rc.send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "s/#", QoS: 1}}})
+	rc.read()
+	var c apiClient
+	waitFor(t, 5*time.Second, "the client in the directory", func() bool {
+		return apiDo(t, "GET", base+"/api/v1/clients/stopped", "", &c) == 200 && c.Connected && c.SessionActor != ""
+	})
+	if code := apiDo(t, "POST", base+"/api/v1/actors/"+url.PathEscape(c.SessionActor)+"/kill?mode=stop", "", nil); code != 202 {
+		t.Fatalf("kill: %d", code)
+	}
+	d, ok := rc.expectClosed(5 * time.Second).(*codec.Disconnect)
+	if !ok || d.ReasonCode != codec.AdministrativeAction {
+		t.Errorf("last packet before close: %+v, want DISCONNECT Administrative action", d)
+	}
+	waitFor(t, 5*time.Second, "the subscriptions and the session to go", func() bool {
+		return b.Stats().Subscriptions.Load() == 0 && b.Stats().Sessions.Load() == 0
+	})
+
+	again := dialRaw(t, b.TCP5, codec.V5)
+	ack := again.connect("stopped", func(c *codec.Connect) { c.CleanStart = false })
+	if ack.SessionPresent {
+		t.Error("a stopped session came back as present")
+	}
+	again.send(&codec.Subscribe{PacketID: 2, Subscriptions: []codec.Subscription{{Filter: "s/#", QoS: 1}}})
+	again.read()
+	again.send(&codec.Publish{QoS: 1, PacketID: 3, Topic: "s/x", Payload: []byte("after")})
+	for {
+		p := again.read()
+		if m, ok := p.(*codec.Publish); ok {
+			if string(m.Payload) != "after" {
+				t.Errorf("got %q", m.Payload)
+			}
+			break
+		}
+	}
+	again.send(&codec.Disconnect{})
+}
