@@ -12,10 +12,16 @@ import (
 
 // Shard is a router shard actor: the subscriptions that can match the topics hashed to it
 // (its exact filters, and every wildcard filter) and the retained messages of its topics.
+// They live in a shardState that the props producer captures, so that a shard restarted by
+// its supervisor after a failure finds its trie and retained messages again (PROTOACTOR.md:
+// a restart makes a fresh actor struct).
 type Shard struct {
 	env   *Env
 	index int
+	*shardState
+}
 
+type shardState struct {
 	subs     *topics.Tree[*subEntry]
 	groups   map[groupKey]*shareGroup
 	retained *topics.Index[*retainedMsg]
@@ -47,21 +53,20 @@ type retainedMsg struct {
 
 // NewShard returns the props producer of shard index.
 func NewShard(env *Env, index int) actor.Producer {
-	return func() actor.Actor {
-		return &Shard{
-			env:      env,
-			index:    index,
-			subs:     topics.NewTree[*subEntry](),
-			groups:   make(map[groupKey]*shareGroup),
-			retained: topics.NewIndex[*retainedMsg](),
-			merge:    make(map[*sessionRef]*Deliver),
-		}
+	st := &shardState{
+		subs:     topics.NewTree[*subEntry](),
+		groups:   make(map[groupKey]*shareGroup),
+		retained: topics.NewIndex[*retainedMsg](),
+		merge:    make(map[*sessionRef]*Deliver),
 	}
+	return func() actor.Actor { return &Shard{env: env, index: index, shardState: st} }
 }
 
 // Receive implements actor.Actor.
 func (s *Shard) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		clear(s.merge) // a publish that failed half-way left its partial merge behind
 	case *route:
 		s.route(ctx, m)
 	case *shardSubscribe:
@@ -72,6 +77,15 @@ func (s *Shard) Receive(ctx actor.Context) {
 }
 
 func (s *Shard) route(ctx actor.Context, m *route) {
+	defer func() {
+		// The shard's own share of the route, given back also when routing fails half-way, so
+		// that a failure never keeps the publisher's credit; the failure then goes on to the
+		// supervisor as before.
+		m.release()
+		if r := recover(); r != nil {
+			panic(r)
+		}
+	}()
 	pub := m.pub
 	if pub.Retain {
 		s.retain(m)
@@ -92,7 +106,6 @@ func (s *Shard) route(ctx actor.Context, m *route) {
 		ctx.Send(ref.pid, d)
 	}
 	clear(s.merge)
-	defer m.release() // the shard's own share
 	if ce := s.env.Log.Check(zap.DebugLevel, "routed"); ce != nil {
 		ce.Write(zap.String("topic", pub.Topic), zap.Uint8("qos", pub.QoS), zap.Bool("retain", pub.Retain),
 			zap.String("from", m.from), zap.Int("sessions", matched), zap.Int("shard", s.index))
