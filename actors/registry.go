@@ -2,11 +2,12 @@ package actors
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/zap"
 
 	"github.com/actormq/actormq/codec"
+	"github.com/actormq/actormq/config"
 )
 
 // Registry is the sessions supervisor: it owns the map from client id to session actor, so
@@ -15,6 +16,7 @@ import (
 type Registry struct {
 	env      *Env
 	sessions map[string]*regEntry
+	stopping bool // the broker is shutting down: its sessions ending is no news
 }
 
 type regEntry struct {
@@ -30,10 +32,12 @@ func NewRegistry(env *Env) actor.Producer {
 	}
 }
 
-// SessionStrategy supervises sessions: a failing session restarts and finds its state again
-// (sessionState outlives the actor struct).
-func SessionStrategy() actor.SupervisorStrategy {
-	return actor.NewOneForOneStrategy(10, 10*time.Second, func(any) actor.Directive { return actor.RestartDirective })
+// RestartStrategy supervises the actors that restart on failure (sessions, router shards,
+// listeners): they find their state again, since it outlives the actor struct. Past the
+// budget the child is stopped and its parent decides (PROTOACTOR.md: protoactor does not
+// escalate).
+func RestartStrategy(s config.Supervision) actor.SupervisorStrategy {
+	return actor.NewOneForOneStrategy(s.MaxRestarts, s.RestartWindow.Std(), func(any) actor.Directive { return actor.RestartDirective })
 }
 
 // Receive implements actor.Actor.
@@ -48,11 +52,16 @@ func (r *Registry) Receive(ctx actor.Context) {
 			r.env.Stats.Sessions.Add(-1)
 			ctx.Stop(m.pid)
 		}
+	case *actor.Stopping:
+		r.stopping = true
 	case *actor.Terminated:
-		// A session stopped by its supervisor past its restart budget: forget it, so that the
-		// client id gets a fresh session on its next connect.
+		// A session stopped past its restart budget (or from the console): forget it, so that
+		// the client id gets a fresh session on its next connect.
 		for id, e := range r.sessions {
 			if e.pid.Equal(m.Who) {
+				if !r.stopping {
+					r.env.Log.Error("session stopped; its client starts afresh on its next connect", zap.String("client", id))
+				}
 				delete(r.sessions, id)
 				r.env.Stats.Sessions.Add(-1)
 				break

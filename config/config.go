@@ -26,6 +26,7 @@ type Config struct {
 	Router      Router      `toml:"router" comment:"The router that matches publishes to subscriptions."`
 	Connections Connections `toml:"connections" comment:"Per-socket buffering."`
 	Auth        Auth        `toml:"auth" comment:"Who may connect, what they may publish and subscribe to, and how fast (README.md, Security)."`
+	Supervision Supervision `toml:"supervision" comment:"What the broker does when one of its actors fails (docs/ARCHITECTURE.md, Failure)."`
 	Console     Console     `toml:"console" comment:"The HTTP introspection console (JSON, a web page and /metrics)."`
 	Log         Log         `toml:"log" comment:"Logging."`
 }
@@ -110,6 +111,14 @@ type Connections struct {
 }
 
 // Console configures the HTTP introspection console.
+// Supervision sets the restart budget of the actors that restart on failure: sessions, router
+// shards and listeners. Past the budget a supervisor stops the actor; shards and listeners are
+// then started afresh from their kept state, sessions are forgotten.
+type Supervision struct {
+	MaxRestarts   int      `toml:"max_restarts" comment:"failures a session, router shard or listener may have within restart_window before it is stopped (then a shard or listener is started again with its state; a session is forgotten)"`
+	RestartWindow Duration `toml:"restart_window" comment:"the time window max_restarts counts failures in"`
+}
+
 type Console struct {
 	Listen string `toml:"listen" comment:"host:port of the console; \"\" turns it off"`
 	Chaos  bool   `toml:"chaos" comment:"enable the endpoints that kill actors and disconnect clients"`
@@ -191,6 +200,7 @@ func Default() Config {
 		Router:      Router{Shards: 4, CreditWindow: 256},
 		Connections: Connections{WriterQueue: 1024, WriteTimeout: Duration(10 * time.Second)},
 		Auth:        Auth{AllowAnonymous: true, MaxFailedLoginsPerMinute: 10},
+		Supervision: Supervision{MaxRestarts: 10, RestartWindow: Duration(10 * time.Second)},
 		Console:     Console{Listen: "127.0.0.1:3030", SysInterval: Duration(10 * time.Second)},
 		Log:         Log{Level: "info", Format: "console"},
 	}

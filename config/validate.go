@@ -129,6 +129,8 @@ func (c *Config) validate() []issue {
 			v.add("console.listen", "console.listen = %q: %s (or \"\" to turn the console off)", short(c.Console.Listen), msg)
 		}
 	}
+	v.between("supervision.max_restarts", c.Supervision.MaxRestarts, 1, 1000)
+	v.positive("supervision.restart_window", c.Supervision.RestartWindow)
 	if c.Console.SysInterval < 0 {
 		v.add("console.sys_interval", "console.sys_interval = %q: must be \"0s\" (off) or longer", c.Console.SysInterval)
 	}

@@ -53,6 +53,8 @@ var validationRules = []struct {
 	{"max_connections", func(c *Config) { c.Limits.MaxConnections = 0 }, "limits.max_connections = 0: must be at least 1"},
 	{"max_sessions", func(c *Config) { c.Limits.MaxSessions = 0 }, "limits.max_sessions = 0: must be at least 1"},
 	{"max_sessions >= max_connections", func(c *Config) { c.Limits.MaxSessions = 10 }, "limits.max_sessions = 10: must be at least limits.max_connections (10000)"},
+	{"supervision.max_restarts", func(c *Config) { c.Supervision.MaxRestarts = 0 }, "supervision.max_restarts = 0"},
+	{"supervision.restart_window", func(c *Config) { c.Supervision.RestartWindow = 0 }, "supervision.restart_window"},
 	{"writer_queue > max_inflight", func(c *Config) { c.Connections.WriterQueue = 128 }, "connections.writer_queue = 128: must be larger than mqtt.max_inflight (128)"},
 	{"connect_timeout", func(c *Config) { c.Limits.ConnectTimeout = 0 }, `limits.connect_timeout = "0s": must be longer than zero`},
 	{"max_packet_size low", func(c *Config) { c.Limits.MaxPacketSize = 63 }, "limits.max_packet_size = 63: must be between 64 and 268435460"},

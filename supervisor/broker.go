@@ -79,12 +79,13 @@ func Start(cfg config.Config, log *zap.Logger) (*Broker, error) {
 	for i := range env.Shards {
 		env.Shards[i] = sys.NewLocalPID(fmt.Sprintf("router/shard-%d", i))
 	}
-	router, err := sys.Root.SpawnNamed(in.props(actor.PropsFromProducer(newRouter(env), in.supervising(kindShard)), kindSupervisor), "router")
+	router, err := sys.Root.SpawnNamed(in.props(actor.PropsFromProducer(newRouter(env),
+		actor.WithSupervisor(actors.RestartStrategy(cfg.Supervision)), in.supervising(kindShard)), kindSupervisor), "router")
 	if err != nil {
 		return nil, err
 	}
 	sessions, err := sys.Root.SpawnNamed(in.props(actor.PropsFromProducer(actors.NewRegistry(env),
-		actor.WithSupervisor(actors.SessionStrategy()), in.supervising(kindSession)), kindRegistry), "sessions")
+		actor.WithSupervisor(actors.RestartStrategy(cfg.Supervision)), in.supervising(kindSession)), kindRegistry), "sessions")
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +118,7 @@ func Start(cfg config.Config, log *zap.Logger) (*Broker, error) {
 		b.listeners.set(lc.Name, l)
 	}
 	b.lsup, err = sys.Root.SpawnNamed(in.props(actor.PropsFromProducer(func() actor.Actor { return &listenersSupervisor{b: b} },
-		actor.WithSupervisor(listenerStrategy())), kindSupervisor), "listeners")
+		actor.WithSupervisor(actors.RestartStrategy(cfg.Supervision))), kindSupervisor), "listeners")
 	if err != nil {
 		return nil, err
 	}

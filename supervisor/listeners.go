@@ -3,7 +3,6 @@ package supervisor
 import (
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
@@ -61,27 +60,43 @@ func (s *listenerSet) takeOver(name string) *listeners.Listener {
 }
 
 // listenersSupervisor is the parent of one listener actor per configured listener.
-type listenersSupervisor struct{ b *Broker }
-
-// ListenerStrategy restarts a failed listener (its actor rebinds), within a budget.
-func listenerStrategy() actor.SupervisorStrategy {
-	return actor.NewOneForOneStrategy(10, 10*time.Second, func(any) actor.Directive { return actor.RestartDirective })
+type listenersSupervisor struct {
+	b        *Broker
+	stopping bool
 }
 
 func (s *listenersSupervisor) Receive(ctx actor.Context) {
-	if _, ok := ctx.Message().(*ready); ok {
+	switch m := ctx.Message().(type) {
+	case *ready:
 		ctx.Respond(true) // after Started: every listener actor exists
-		return
-	}
-	if _, ok := ctx.Message().(*actor.Started); ok {
+	case *actor.Started:
 		for _, lc := range s.b.env.Cfg.Listeners {
-			props := s.b.in.props(actor.PropsFromProducer(func() actor.Actor {
-				return &listenerActor{b: s.b, cfg: lc}
-			}), kindListener)
-			if _, err := ctx.SpawnNamed(props, lc.Name); err != nil {
-				s.b.log.Error("cannot start listener actor", zap.String("listener", lc.Name), zap.Error(err))
+			s.spawn(ctx, lc)
+		}
+	case *actor.Stopping:
+		s.stopping = true
+	case *actor.Terminated:
+		// A listener stopped past its restart budget, or from the console: a broker that
+		// silently stops accepting on a port is worse than one that retries, so it is started
+		// again (it binds its address afresh).
+		if s.stopping {
+			return
+		}
+		for _, lc := range s.b.env.Cfg.Listeners {
+			if m.Who.Id == ctx.Self().Id+"/"+lc.Name {
+				s.b.log.Error("listener stopped; starting it again", zap.String("listener", lc.Name))
+				s.spawn(ctx, lc)
 			}
 		}
+	}
+}
+
+func (s *listenersSupervisor) spawn(ctx actor.Context, lc config.Listener) {
+	props := s.b.in.props(actor.PropsFromProducer(func() actor.Actor {
+		return &listenerActor{b: s.b, cfg: lc}
+	}), kindListener)
+	if _, err := ctx.SpawnNamed(props, lc.Name); err != nil {
+		s.b.log.Error("cannot start listener actor", zap.String("listener", lc.Name), zap.Error(err))
 	}
 }
 

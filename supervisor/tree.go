@@ -4,32 +4,56 @@ import (
 	"fmt"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/zap"
 
 	"github.com/actormq/actormq/actors"
 )
 
-// routerSupervisor spawns the shards as its children, under the fixed names the Env uses.
-type routerSupervisor struct{ env *actors.Env }
+// routerSupervisor spawns the shards as its children, under the fixed names the Env uses. The
+// shards' props are made once, so a shard's state (captured by its producer) outlives both a
+// restart of the shard and of this supervisor.
+type routerSupervisor struct {
+	env      *actors.Env
+	shards   []*actor.Props
+	stopping bool
+}
 
 func newRouter(env *actors.Env) actor.Producer {
-	return func() actor.Actor { return &routerSupervisor{env: env} }
+	shards := make([]*actor.Props, len(env.Shards))
+	for i := range shards {
+		shards[i] = actor.PropsFromProducer(actors.NewShard(env, i))
+	}
+	return func() actor.Actor { return &routerSupervisor{env: env, shards: shards} }
 }
 
 // ready asks the router to answer once its shards exist.
 type ready struct{}
 
 func (r *routerSupervisor) Receive(ctx actor.Context) {
-	if _, ok := ctx.Message().(*ready); ok {
-		ctx.Respond(true)
-		return
-	}
-	if _, ok := ctx.Message().(*actor.Started); ok {
-		for i := range r.env.Shards {
-			props := actor.PropsFromProducer(actors.NewShard(r.env, i))
-			if _, err := ctx.SpawnNamed(props, fmt.Sprintf("shard-%d", i)); err != nil {
-				panic(fmt.Sprintf("router shard %d: %v", i, err)) // a broker fault: the supervisor restarts us
+	switch m := ctx.Message().(type) {
+	case *ready:
+		ctx.Respond(true) // after Started: every shard exists
+	case *actor.Started:
+		for i := range r.shards {
+			r.spawn(ctx, i)
+		}
+	case *actor.Stopping:
+		r.stopping = true
+	case *actor.Terminated:
+		// A shard stopped past its restart budget, or from the console: without it the topics
+		// hashed to it would route nowhere, so it is started again with its kept state.
+		for i, pid := range r.env.Shards {
+			if m.Who.Id == pid.Id && !r.stopping {
+				r.env.Log.Error("router shard stopped; starting it again", zap.Int("shard", i))
+				r.spawn(ctx, i)
 			}
 		}
+	}
+}
+
+func (r *routerSupervisor) spawn(ctx actor.Context, i int) {
+	if _, err := ctx.SpawnNamed(r.shards[i], fmt.Sprintf("shard-%d", i)); err != nil {
+		panic(fmt.Sprintf("router shard %d: %v", i, err)) // a broker fault: our supervisor restarts us
 	}
 }
 

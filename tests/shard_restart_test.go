@@ -1,7 +1,9 @@
 package tests
 
 import (
+	"bufio"
 	"fmt"
+	"net"
 	"net/url"
 	"testing"
 	"time"
@@ -65,4 +67,63 @@ func TestRouterShardRestartKeepsSubscriptionsAndRetained(t *testing.T) {
 	if n := b.Stats().Retained.Load(); n != topics {
 		t.Errorf("retained count %d, want %d", n, topics)
 	}
+}
+
+// TestStoppedShardAndListenerAreHealed: protoactor stops a child past its restart budget
+// without telling anyone above; a stopped router shard or listener (here stopped through the
+// console) is started again by its supervisor, the shard with its subscriptions and retained
+// messages, the listener on the same port.
+func TestStoppedShardAndListenerAreHealed(t *testing.T) {
+	b, base := consoleBroker(t, chaosOn(""))
+	sub := dialRaw(t, b.TCP311, codec.V311)
+	sub.connect("healed")
+	v3Subscribe(sub, 1, "h/#", 1)
+	pub := dialRaw(t, b.TCP311, codec.V311)
+	pub.connect("publisher")
+	pub.send(&codec.Publish{QoS: 1, PacketID: 1, Retain: true, Topic: "h/kept", Payload: []byte("r")})
+	pub.read()
+	v3ReadPublish(sub)
+
+	for i := range b.Cfg.Router.Shards {
+		id := fmt.Sprintf("router/shard-%d", i)
+		before, _ := actorByID(t, base, id)
+		if code := apiDo(t, "POST", base+"/api/v1/actors/"+url.PathEscape(id)+"/kill?mode=stop", "", nil); code != 202 {
+			t.Fatalf("stop %s: %d", id, code)
+		}
+		waitFor(t, 5*time.Second, id+" to be started again", func() bool {
+			a, code := actorByID(t, base, id)
+			return code == 200 && a.MessagesProcessed < before.MessagesProcessed+1 && a.Kind == "router shard"
+		})
+	}
+	pub.send(&codec.Publish{QoS: 1, PacketID: 2, Topic: "h/live", Payload: []byte("l")})
+	if ack, ok := pub.read().(*codec.Puback); !ok || ack.PacketID != 2 {
+		t.Fatalf("publish after the shards were healed: %+v", ack)
+	}
+	if m := v3ReadPublish(sub); string(m.Payload) != "l" {
+		t.Fatalf("subscriber got %q", m.Payload)
+	}
+	late := dialRaw(t, b.TCP311, codec.V311)
+	late.connect("late")
+	v3Subscribe(late, 1, "h/#", 0)
+	if m := v3ReadPublish(late); m.Topic != "h/kept" || !m.Retain {
+		t.Errorf("retained after heal: %s retain=%v", m.Topic, m.Retain)
+	}
+
+	if code := apiDo(t, "POST", base+"/api/v1/actors/"+url.PathEscape("listeners/mqtt")+"/kill?mode=stop", "", nil); code != 202 {
+		t.Fatalf("stop listener: %d", code)
+	}
+	waitFor(t, 5*time.Second, "the listener to accept again on "+b.TCP311, func() bool {
+		conn, err := net.DialTimeout("tcp", b.TCP311, time.Second)
+		if err != nil {
+			return false // not bound again yet
+		}
+		defer conn.Close()
+		r := codec.NewReader(bufio.NewReader(conn), 0)
+		r.SetVersion(codec.V311)
+		c := &rawClient{t: t, conn: conn, r: r, version: codec.V311}
+		c.send(&codec.Connect{ProtocolName: "MQTT", Version: codec.V311, CleanStart: true, KeepAlive: 30, ClientID: "again"})
+		p, err := c.readErr(500 * time.Millisecond)
+		ack, ok := p.(*codec.Connack)
+		return err == nil && ok && ack.ReasonCode == codec.Success
+	})
 }
