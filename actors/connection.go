@@ -19,7 +19,7 @@ import (
 // Connection is the actor of one socket. It runs the protocol around the publish path:
 // CONNECT and its checks, the hand-over to the session, packets the session must see, and
 // the end of the connection with the right reason code. It never blocks: the reader goroutine
-// reads, the Link's writer goroutine writes.
+// reads, the Link's writer goroutine (running only while there is something to write) writes.
 type Connection struct {
 	env      *Env
 	conn     net.Conn
@@ -64,7 +64,9 @@ func NewConnection(env *Env, a *Accepted) actor.Producer {
 			conn:     a.Conn,
 			listener: a.Listener,
 			version:  codec.Version(a.Protocol),
-			log:      env.Log.With(zap.String("remote", a.Conn.RemoteAddr().String()), zap.String("listener", a.Listener)),
+			// Lazy: the fields are encoded only when this connection logs, which at the default
+			// levels is at connect and disconnect; an eager With costs ~1.5 KB per connection.
+			log: env.Log.WithLazy(zap.String("remote", a.Conn.RemoteAddr().String()), zap.String("listener", a.Listener)),
 		}
 	}
 }
@@ -119,8 +121,8 @@ func (c *Connection) start(ctx actor.Context) {
 	c.link = newLink(c.conn, c.env.Stats, cfg.Connections.WriterQueue, cfg.Router.CreditWindow, cfg.Connections.WriteTimeout.Std())
 	c.link.Version = c.version
 	c.rd = newReader(c.env, ctx.Self(), countedConn{Conn: c.conn, link: c.link}, c.link)
-	go c.link.run()
-	go c.rd.run()
+	go c.rd.run() // the Link starts its writer when there is something to write
+
 }
 
 // connect checks a CONNECT and asks the registry for the session [MQTT-3.1.4].
@@ -207,7 +209,7 @@ func (c *Connection) connect(ctx actor.Context, p *codec.Connect) {
 
 	c.clientID = id
 	c.link.ClientID = id
-	c.log = c.log.With(zap.String("client", id))
+	c.log = c.log.WithLazy(zap.String("client", id))
 	c.state = stateAttaching
 	// Passwords, certificates and enhanced authentication are decided before the session is
 	// touched (auth.go), so a refused client cannot take a session over.

@@ -18,6 +18,11 @@ import (
 // The queue is a slice under a mutex rather than a channel: a buffered channel allocates its
 // whole capacity up front, which an idle connection must not pay for, and the writer takes
 // everything queued in one swap and sends it with one write.
+//
+// The writer goroutine runs only while there is something to write: push starts it when it
+// queues into an idle Link, and it exits once the queue is empty and written, returning its
+// encode buffer to a pool. An idle connection costs no writer stack and no buffer. What must
+// survive between bursts (the outbound topic aliases, the spare queue slice) lives in the Link.
 type Link struct {
 	conn  net.Conn
 	stats *Stats
@@ -34,11 +39,15 @@ type Link struct {
 	mu      sync.Mutex
 	queue   []outItem
 	closing bool // a close item is queued or the writer has ended: refuse more
-	wake    chan struct{}
-	abort   chan struct{}
+	running bool // a writer goroutine owns the socket (or the Link is finished): start no other
+	aborted bool // Abort was called: the writer must end without writing more
 	done    chan struct{}
 
 	abortOnce sync.Once
+
+	// Writer state that outlives one writer goroutine (only the running writer touches it;
+	// the mutex orders one writer's last use before the next one's first).
+	aliases map[string]uint16 // outbound topic aliases the client knows
 
 	// InboundUnacked counts QoS 1 and 2 publishes received from the client and not yet
 	// answered with PUBACK or PUBCOMP: the client's use of our Receive Maximum.
@@ -97,8 +106,6 @@ func newLink(conn net.Conn, stats *Stats, maxQueue, creditWindow int, writeTimeo
 		stats:       stats,
 		maxQueue:    maxQueue,
 		writeTimout: writeTimeout,
-		wake:        make(chan struct{}, 1),
-		abort:       make(chan struct{}),
 		done:        make(chan struct{}),
 		Credits:     make(chan struct{}, creditWindow),
 	}
@@ -164,11 +171,15 @@ func (l *Link) push(it outItem) error {
 	if it.kind == itemClose {
 		l.closing = true
 	}
+	if l.queue == nil {
+		l.queue = getItems() // idle Links hold no queue array
+	}
 	l.queue = append(l.queue, it)
+	start := !l.running
+	l.running = true
 	l.mu.Unlock()
-	select {
-	case l.wake <- struct{}{}:
-	default:
+	if start {
+		go l.run()
 	}
 	return nil
 }
@@ -188,33 +199,57 @@ func (l *Link) CloseAfterFlush() { _ = l.push(outItem{kind: itemClose}) }
 // Abort closes the socket now, dropping whatever is queued. Idempotent.
 func (l *Link) Abort() {
 	l.abortOnce.Do(func() {
-		close(l.abort)
 		_ = l.conn.Close()
+		l.mu.Lock()
+		l.aborted, l.closing = true, true
+		idle := !l.running
+		l.running = true // no writer starts from now on
+		l.mu.Unlock()
+		if idle {
+			close(l.done) // no writer to do it
+		} // else the running writer sees aborted (or a failed write) and closes done
 	})
 }
 
-// Done is closed when the writer has ended (and the socket is closed).
+// Done is closed when the connection is finished: the close was written or the Link aborted,
+// and the socket is closed. It does not wait for a writer that is not running.
 func (l *Link) Done() <-chan struct{} { return l.done }
 
-// run is the writer goroutine.
+// writeBufs holds writers' encode buffers between bursts.
+var writeBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledBuf bounds the buffers kept in writeBufs: a burst of large packets should not pin
+// their memory.
+const maxPooledBuf = 64 << 10
+
+// run is the writer goroutine, started by push. It ends when the queue is empty and written
+// (the Link is idle; the next push starts a new writer) or when the connection is finished.
 func (l *Link) run() {
-	defer close(l.done)
-	defer l.Abort()
-	var (
-		batch   []outItem
-		buf     []byte
-		aliases map[string]uint16
-	)
+	bp := writeBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	batch := getItems()
 	for {
-		select {
-		case <-l.wake:
-		case <-l.abort:
+		l.mu.Lock()
+		if !l.aborted && len(l.queue) == 0 {
+			// Idle: give up the socket. The aliases stay with the Link; both halves of the
+			// queue swap go back to the pool.
+			l.running = false
+			q := l.queue
+			l.queue = nil
+			l.mu.Unlock()
+			putItems(q)
+			putItems(batch)
+			putWriteBuf(bp, buf)
 			return
 		}
-		l.mu.Lock()
+		if l.aborted {
+			l.mu.Unlock()
+			break
+		}
 		batch, l.queue = l.queue, batch[:0]
 		l.mu.Unlock()
 
+		ok := true
 		closeNow := false
 		for i := range batch {
 			it := &batch[i]
@@ -222,28 +257,64 @@ func (l *Link) run() {
 				closeNow = true
 				break
 			}
-			buf = l.encode(buf, it, &aliases)
+			buf = l.encode(buf, it, &l.aliases)
 			if len(buf) >= 64<<10 {
-				if !l.write(buf) {
-					return
+				if ok = l.write(buf); !ok {
+					break
 				}
 				buf = buf[:0]
 			}
 		}
 		clear(batch) // drop references to publishes already written
 		l.scratch = codec.Publish{}
-		if len(buf) > 0 && !l.write(buf) {
-			return
+		if ok && len(buf) > 0 {
+			ok = l.write(buf)
 		}
 		if cap(buf) > 256<<10 { // a burst of large packets should not pin their memory
 			buf = nil
 		} else {
 			buf = buf[:0]
 		}
-		if closeNow {
-			return
+		if !ok || closeNow {
+			break
 		}
 	}
+	// The connection is finished: closed after its last write, or the socket failed or was
+	// aborted. Abort sees running set and leaves done to this goroutine.
+	putWriteBuf(bp, buf)
+	putItems(batch)
+	l.Abort()
+	close(l.done)
+}
+
+// queueItems holds the queue slices of idle Links: a busy connection's queue grows to its
+// bursts, and an idle one should not keep that array.
+var queueItems sync.Pool // of *[]outItem, empty
+
+// maxPooledItems bounds the slices kept in queueItems.
+const maxPooledItems = 4096
+
+func getItems() []outItem {
+	if p, _ := queueItems.Get().(*[]outItem); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func putItems(s []outItem) {
+	if cap(s) == 0 || cap(s) > maxPooledItems {
+		return
+	}
+	s = s[:0]
+	queueItems.Put(&s)
+}
+
+func putWriteBuf(bp *[]byte, buf []byte) {
+	if cap(buf) > maxPooledBuf {
+		buf = nil
+	}
+	*bp = buf[:0]
+	writeBufs.Put(bp)
 }
 
 func (l *Link) write(b []byte) bool {

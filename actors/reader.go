@@ -2,7 +2,9 @@ package actors
 
 import (
 	"bufio"
+	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -32,7 +34,8 @@ type reader struct {
 	clientID string
 	session  *actor.PID
 	gen      uint64
-	aliases  []string // inbound topic aliases, index = alias-1
+	aliases  []string // inbound topic aliases, index = alias-1; made at the first one set
+	aliasMax int      // our Topic Alias Maximum
 
 	// auth.go: guard is the one check the publish path pays when auth is off.
 	more  chan struct{} // the actor wants one more packet before start: an AUTH [MQTT-4.12.0-2]
@@ -96,7 +99,7 @@ wait:
 	}
 	r.version = r.dec.Version()
 	r.clientID, r.session, r.gen = st.clientID, st.session, st.gen
-	r.aliases = make([]string, st.aliasMax)
+	r.aliasMax = st.aliasMax
 	if a := r.env.Auth; a != nil {
 		r.user, r.limit = st.user, a.NewPublishLimit()
 		r.guard = a.HasACL() || r.limit != nil
@@ -213,15 +216,18 @@ func (r *reader) resolveAlias(p *codec.Publish) *violation {
 		}
 		return nil
 	}
-	if a == 0 || int(a) > len(r.aliases) {
+	if a == 0 || int(a) > r.aliasMax {
 		return &violation{code: codec.TopicAliasInvalid, msg: "topic alias 0 or above our Topic Alias Maximum"} // [MQTT-3.3.2-8, -9]
 	}
 	if p.Topic == "" {
-		if r.aliases[a-1] == "" {
+		if int(a) > len(r.aliases) || r.aliases[a-1] == "" {
 			return &violation{code: codec.ProtocolError, msg: "topic alias not yet set"}
 		}
 		p.Topic = r.aliases[a-1]
 	} else {
+		if r.aliases == nil {
+			r.aliases = make([]string, r.aliasMax)
+		}
 		r.aliases[a-1] = p.Topic
 	}
 	p.Properties.Remove(codec.PropTopicAlias)
@@ -247,6 +253,73 @@ func (d *deadlineConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// burstReader sits between the socket and the decoder's small bufio.Reader, so that an idle
+// connection holds no large read buffer. While the socket has little to give, it reads
+// straight into the caller's buffer (bufio's few hundred bytes, or a packet body); once a read
+// fills its buffer, more is probably waiting, and it borrows a pooled burstSize buffer to take
+// many packets per read(2). It gives the buffer back as soon as a read leaves it partly empty
+// (the socket was drained) and its bytes are consumed. Reader goroutine only.
+type burstReader struct {
+	src  io.Reader
+	bp   *[]byte // borrowed while data keeps arriving
+	r, w int     // unread bytes of *bp
+	err  error   // returned once the bytes before it are consumed
+	keep bool    // the last fill of *bp was full: keep it for the next
+}
+
+const (
+	idleBufSize = 256  // the decoder's bufio.Reader: what an idle connection keeps
+	burstSize   = 4096 // the borrowed buffer of a busy connection
+)
+
+var readBufs = sync.Pool{New: func() any { b := make([]byte, burstSize); return &b }}
+
+func (b *burstReader) Read(p []byte) (int, error) {
+	if b.r == b.w && b.bp != nil && !b.keep {
+		b.release()
+	}
+	if b.bp == nil {
+		if b.err != nil {
+			err := b.err
+			b.err = nil
+			return 0, err
+		}
+		n, err := b.src.Read(p)
+		if n == len(p) && err == nil {
+			b.bp = readBufs.Get().(*[]byte)
+			b.keep = true
+		}
+		return n, err
+	}
+	if b.r == b.w {
+		if b.err != nil {
+			err := b.err
+			b.err = nil
+			return 0, err
+		}
+		buf := *b.bp
+		n, err := b.src.Read(buf)
+		if n == 0 {
+			b.release()
+			return 0, err
+		}
+		b.r, b.w, b.err = 0, n, err
+		b.keep = n == len(buf) && err == nil
+	}
+	n := copy(p, (*b.bp)[b.r:b.w])
+	b.r += n
+	if b.r == b.w && !b.keep {
+		b.release()
+	}
+	return n, nil
+}
+
+// release gives the borrowed buffer back; called only when it holds no unread bytes.
+func (b *burstReader) release() {
+	readBufs.Put(b.bp)
+	b.bp, b.r, b.w = nil, 0, 0
+}
+
 func newReader(env *Env, self *actor.PID, conn net.Conn, link *Link) *reader {
 	src := &deadlineConn{Conn: conn, stats: env.Stats}
 	return &reader{
@@ -254,7 +327,7 @@ func newReader(env *Env, self *actor.PID, conn net.Conn, link *Link) *reader {
 		self:  self,
 		link:  link,
 		src:   src,
-		dec:   codec.NewReader(bufio.NewReaderSize(src, 4096), env.Cfg.Limits.MaxPacketSize),
+		dec:   codec.NewReader(bufio.NewReaderSize(&burstReader{src: src}, idleBufSize), env.Cfg.Limits.MaxPacketSize),
 		start: make(chan readerStart, 1),
 		more:  make(chan struct{}, 1),
 		quit:  make(chan struct{}),
