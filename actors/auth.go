@@ -88,7 +88,7 @@ func (c *Connection) authDone(ctx actor.Context, m *authDone) {
 		c.user = m.user
 		m.req.user = m.user
 		if m.user != "" {
-			c.log = c.log.With(zap.String("user", m.user))
+			c.log = c.log.WithLazy(zap.String("user", m.user)) // lazy: built only if this connection logs
 		}
 		ctx.Send(c.env.Registry, m.req)
 	case auth.BadCredentials:
