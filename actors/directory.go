@@ -101,6 +101,32 @@ func (d *Directory) Clients() []ClientView {
 	return out
 }
 
+// Totals are the sums /metrics reports, without a view per client.
+type Totals struct {
+	Connected map[ListenerProtocol]int // connected clients by listener and protocol
+	Inflight  int64
+	Queued    int64
+}
+
+// ListenerProtocol keys Totals.Connected.
+type ListenerProtocol struct{ Listener, Protocol string }
+
+// Totals sums the directory under its read lock, reading the atomics in place: a scrape costs
+// one small map, not a copy of every client (7 MB a scrape at 10,000 clients otherwise).
+func (d *Directory) Totals() Totals {
+	t := Totals{Connected: make(map[ListenerProtocol]int)}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	for _, e := range d.clients {
+		t.Inflight += e.inflight.Load()
+		t.Queued += e.queued.Load()
+		if c := e.conn.Load(); c != nil && !c.ended.Load() {
+			t.Connected[ListenerProtocol{c.listener, c.protocol}]++
+		}
+	}
+	return t
+}
+
 // Client returns one client.
 func (d *Directory) Client(id string) (ClientView, bool) {
 	d.mu.RLock()

@@ -37,6 +37,8 @@ type Backend interface {
 	Retained(ctx context.Context, filter string) ([]actors.RetainedView, error)
 	Stats() *actors.Stats
 	Directory() *actors.Directory
+	// Totals are the per-client sums /metrics needs, without a view per client.
+	Totals() actors.Totals
 	Config() config.Config
 	StartedAt() time.Time
 	// RestartsByKind counts restarts of actors by kind since start, dead actors included.

@@ -85,21 +85,12 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(descDisconnects, float64(n), reason)
 		}
 	}
-	type lp struct{ listener, protocol string }
-	conns := map[lp]int{}
-	var inflight, queued int64
-	for _, cl := range c.b.Clients() {
-		inflight += cl.Inflight
-		queued += cl.Queued
-		if cl.Connected {
-			conns[lp{cl.Listener, cl.Protocol}]++
-		}
+	t := c.b.Totals()
+	for k, n := range t.Connected {
+		gauge(descConnections, float64(n), k.Listener, k.Protocol)
 	}
-	for k, n := range conns {
-		gauge(descConnections, float64(n), k.listener, k.protocol)
-	}
-	gauge(descInflight, float64(inflight))
-	gauge(descQueued, float64(queued))
+	gauge(descInflight, float64(t.Inflight))
+	gauge(descQueued, float64(t.Queued))
 
 	count, depth, deepest := map[string]int{}, map[string]int64{}, map[string]int64{}
 	for _, a := range c.b.Actors() {

@@ -72,8 +72,19 @@ func (f *fake) Retained(ctx context.Context, filter string) ([]actors.RetainedVi
 	}
 	return f.retained, nil
 }
-func (f *fake) Stats() *actors.Stats              { return &f.stats }
-func (f *fake) Directory() *actors.Directory      { return nil }
+func (f *fake) Stats() *actors.Stats         { return &f.stats }
+func (f *fake) Directory() *actors.Directory { return nil }
+func (f *fake) Totals() actors.Totals {
+	t := actors.Totals{Connected: map[actors.ListenerProtocol]int{}}
+	for _, c := range f.clients {
+		t.Inflight += c.Inflight
+		t.Queued += c.Queued
+		if c.Connected {
+			t.Connected[actors.ListenerProtocol{Listener: c.Listener, Protocol: c.Protocol}]++
+		}
+	}
+	return t
+}
 func (f *fake) Config() config.Config             { return f.cfg }
 func (f *fake) StartedAt() time.Time              { return time.Now().Add(-time.Minute) }
 func (f *fake) RestartsByKind() map[string]uint64 { return map[string]uint64{"session": 2} }

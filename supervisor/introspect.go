@@ -294,6 +294,7 @@ func (k *backend) Kill(id, mode string) error        { return k.in.kill(id, mode
 func (k *backend) Clients() []actors.ClientView      { return k.b.env.Dir.Clients() }
 func (k *backend) Stats() *actors.Stats              { return k.b.env.Stats }
 func (k *backend) Directory() *actors.Directory      { return k.b.env.Dir }
+func (k *backend) Totals() actors.Totals             { return k.b.env.Dir.Totals() }
 func (k *backend) Config() config.Config             { return k.b.env.Cfg }
 func (k *backend) StartedAt() time.Time              { return k.b.started }
 func (k *backend) RestartsByKind() map[string]uint64 { return k.in.restartsByKind() }
