@@ -277,7 +277,7 @@ func benchLinkWrite(b *testing.B, kind string, v codec.Version, it outItem) {
 			runtime.Gosched()
 		}
 	}
-	for stats.MessagesOut.Load() < n {
+	for stats.MessagesOut() < n {
 		runtime.Gosched()
 	}
 	b.StopTimer()

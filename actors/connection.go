@@ -120,7 +120,7 @@ func (c *Connection) start(ctx actor.Context) {
 	c.since = time.Now()
 	c.link = newLink(c.conn, c.env.Stats, cfg.Connections.WriterQueue, cfg.Router.CreditWindow, cfg.Connections.WriteTimeout.Std())
 	c.link.Version = c.version
-	c.rd = newReader(c.env, ctx.Self(), countedConn{Conn: c.conn, link: c.link}, c.link)
+	c.rd = newReader(c.env, ctx.Self(), c.conn, c.link)
 	go c.rd.run() // the Link starts its writer when there is something to write
 
 }

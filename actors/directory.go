@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"net"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -290,18 +289,6 @@ func (c *Connection) dirDisconnected() {
 	d.reasonMu.Lock()
 	d.reasons[reason]++
 	d.reasonMu.Unlock()
-}
-
-// countedConn counts the bytes a connection reads into its Link.
-type countedConn struct {
-	net.Conn
-	link *Link
-}
-
-func (c countedConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	c.link.BytesIn.Add(uint64(n))
-	return n, err
 }
 
 // countIn counts one inbound PUBLISH for its client and its QoS.

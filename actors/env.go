@@ -57,8 +57,6 @@ type Stats struct {
 	Sessions        atomic.Int64
 	Subscriptions   atomic.Int64
 	Retained        atomic.Int64
-	MessagesIn      atomic.Uint64
-	MessagesOut     atomic.Uint64
 	BytesIn         atomic.Uint64
 	BytesOut        atomic.Uint64
 	DroppedQueue    atomic.Uint64 // session queue full
@@ -66,7 +64,21 @@ type Stats struct {
 	DroppedExpired  atomic.Uint64 // message expiry passed before delivery
 
 	SlowConsumersClosed atomic.Uint64 // connections closed for not reading their acknowledgements
-	// PUBLISH packets by QoS (index 0-2), counted next to MessagesIn/MessagesOut.
+	// PUBLISH packets by QoS (index 0-2); MessagesIn and MessagesOut are their sums.
 	MessagesInQoS  [4]atomic.Uint64
 	MessagesOutQoS [4]atomic.Uint64
+}
+
+// MessagesIn is the number of PUBLISH packets received from clients.
+func (s *Stats) MessagesIn() uint64 { return sum(&s.MessagesInQoS) }
+
+// MessagesOut is the number of PUBLISH packets sent to clients.
+func (s *Stats) MessagesOut() uint64 { return sum(&s.MessagesOutQoS) }
+
+func sum(c *[4]atomic.Uint64) uint64 {
+	var n uint64
+	for i := range c {
+		n += c[i].Load()
+	}
+	return n
 }

@@ -350,7 +350,6 @@ func (l *Link) encode(buf []byte, it *outItem, aliases *map[string]uint16) []byt
 		}
 		buf, err = codec.Append(buf, p, l.Version)
 		if err == nil {
-			l.stats.MessagesOut.Add(1)
 			l.countOut(p.QoS)
 		}
 	}

@@ -165,7 +165,6 @@ func (r *reader) publish(p *codec.Publish) *violation {
 			return v
 		}
 	}
-	r.env.Stats.MessagesIn.Add(1)
 	r.link.countIn(p.QoS) // console: per client and per QoS
 
 	var received time.Time
@@ -238,18 +237,23 @@ func (r *reader) resolveAlias(p *codec.Publish) *violation {
 // and connect timeouts cost nothing per packet: bufio calls Read only when its buffer is empty.
 type deadlineConn struct {
 	net.Conn
-	timeout time.Duration
-	stats   *Stats
+	timeout  time.Duration
+	deadline bool // a deadline is set on the socket
+	stats    *Stats
+	link     *Link // per-client byte count, for the console
 }
 
 func (d *deadlineConn) Read(b []byte) (int, error) {
 	if d.timeout > 0 {
 		_ = d.Conn.SetReadDeadline(time.Now().Add(d.timeout))
-	} else {
+		d.deadline = true
+	} else if d.deadline {
 		_ = d.Conn.SetReadDeadline(time.Time{})
+		d.deadline = false
 	}
 	n, err := d.Conn.Read(b)
 	d.stats.BytesIn.Add(uint64(n))
+	d.link.BytesIn.Add(uint64(n))
 	return n, err
 }
 
@@ -321,7 +325,7 @@ func (b *burstReader) release() {
 }
 
 func newReader(env *Env, self *actor.PID, conn net.Conn, link *Link) *reader {
-	src := &deadlineConn{Conn: conn, stats: env.Stats}
+	src := &deadlineConn{Conn: conn, stats: env.Stats, link: link}
 	return &reader{
 		env:   env,
 		self:  self,

@@ -155,7 +155,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 		Chaos: cfg.Console.Chaos, TokenRequired: cfg.Console.Token != "",
 		Connections: st.Connections.Load(), Connected: st.Connected.Load(), Sessions: st.Sessions.Load(),
 		Subscriptions: st.Subscriptions.Load(), Retained: st.Retained.Load(),
-		MessagesIn: st.MessagesIn.Load(), MessagesOut: st.MessagesOut.Load(),
+		MessagesIn: st.MessagesIn(), MessagesOut: st.MessagesOut(),
 		BytesIn: st.BytesIn.Load(), BytesOut: st.BytesOut.Load(),
 		Dropped:    st.DroppedQueue.Load() + st.DroppedTooLarge.Load() + st.DroppedExpired.Load(),
 		Goroutines: runtime.NumGoroutine(), ActorRestarts: restarts, RouterShards: cfg.Router.Shards,
