@@ -130,16 +130,9 @@ func (l *Link) fitsDelivery(it *outItem, scratch *codec.Publish) bool {
 		return true
 	}
 	p := scratch
-	*p = *it.pub
-	p.Dup, p.QoS, p.Retain, p.PacketID = it.dup, it.qos, it.retain, it.id
-	if l.Version == codec.V5 {
-		p.Properties.SetSubscriptionIdentifiers(it.subIDs)
-		if it.hasExpiry {
-			p.Properties.SetMessageExpiryInterval(it.expiry)
-		}
-		if l.aliasMax > 0 && !p.Properties.Has(codec.PropTopicAlias) {
-			p.Properties.SetTopicAlias(1) // the writer may add one: count it
-		}
+	l.delivery(p, it)
+	if l.Version == codec.V5 && l.aliasMax > 0 {
+		p.Properties.SetTopicAlias(1) // the writer may add one: count it
 	}
 	ok := l.fits(codec.Size(p, l.Version))
 	*p = codec.Publish{}
@@ -338,10 +331,9 @@ func (l *Link) encode(buf []byte, it *outItem, aliases *map[string]uint16) []byt
 		buf, err = appendAck(buf, it, l.Version)
 	case itemPublish:
 		p := &l.scratch
-		*p = *it.pub
-		p.Dup, p.QoS, p.Retain, p.PacketID = it.dup, it.qos, it.retain, it.id
-		if l.Version == codec.V5 {
-			l.setDeliveryProperties(p, it, aliases)
+		l.delivery(p, it)
+		if l.Version == codec.V5 && l.aliasMax > 0 {
+			l.setTopicAlias(p, aliases)
 		}
 		if l.maxPacket != 0 && !l.fits(codec.Size(p, l.Version)) {
 			l.Dropped.Add(1)
@@ -359,16 +351,22 @@ func (l *Link) encode(buf []byte, it *outItem, aliases *map[string]uint16) []byt
 	return buf
 }
 
-// setDeliveryProperties puts the per-subscriber 5.0 properties on the writer's copy of a
-// publish: subscription identifiers, the remaining message expiry and an outbound topic alias.
-func (l *Link) setDeliveryProperties(p *codec.Publish, it *outItem, aliases *map[string]uint16) {
-	p.Properties.SetSubscriptionIdentifiers(it.subIDs)
-	if it.hasExpiry {
-		p.Properties.SetMessageExpiryInterval(it.expiry)
+// delivery makes p this subscriber's copy of the shared publish: its packet id, flags and, in
+// 5.0, its subscription identifiers and remaining message expiry. The size check and the
+// writer both start from it, so what is checked is what is sent.
+func (l *Link) delivery(p *codec.Publish, it *outItem) {
+	*p = *it.pub
+	p.Dup, p.QoS, p.Retain, p.PacketID = it.dup, it.qos, it.retain, it.id
+	if l.Version == codec.V5 {
+		p.Properties.SetSubscriptionIdentifiers(it.subIDs)
+		if it.hasExpiry {
+			p.Properties.SetMessageExpiryInterval(it.expiry)
+		}
 	}
-	if l.aliasMax == 0 {
-		return
-	}
+}
+
+// setTopicAlias gives a 5.0 delivery an outbound topic alias, when the client allows them.
+func (l *Link) setTopicAlias(p *codec.Publish, aliases *map[string]uint16) {
 	if *aliases == nil {
 		*aliases = make(map[string]uint16)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -157,7 +158,7 @@ func (r *reader) publish(p *codec.Publish) *violation {
 	if err := topics.ValidateName(p.Topic, cfg.Limits.MaxTopicLength, cfg.Limits.MaxTopicLevels); err != nil {
 		return r.refuse(p, codec.TopicNameInvalid, "topic name: "+err.Error())
 	}
-	if topics.IsSys(p.Topic) && len(p.Topic) >= 4 && p.Topic[:4] == "$SYS" {
+	if p.Topic == "$SYS" || strings.HasPrefix(p.Topic, "$SYS/") {
 		return r.refuse(p, codec.NotAuthorized, "clients may not publish to $SYS topics")
 	}
 	if r.guard { // ACL and publish rate (auth.go)
