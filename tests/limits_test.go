@@ -306,3 +306,55 @@ func TestLoadSmoke(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestLimitCreditWindowPacesPublisher: a subscriber that acknowledges nothing fills its window
+// (mqtt.max_inflight) and queue (sessions.max_queued_messages); the next QoS 1 messages are
+// parked holding their publisher's credits, and once router.credit_window credits are held the
+// broker stops reading the publisher. Nothing is dropped: when the subscriber catches up,
+// every message arrives in order and every PUBACK follows.
+func TestLimitCreditWindowPacesPublisher(t *testing.T) {
+	const window, inflight, queued, n = 2, 2, 2, 30
+	b := startBroker(t, func(c *config.Config) {
+		c.Router.CreditWindow = window
+		c.MQTT.MaxInflight = inflight
+		c.Sessions.MaxQueuedMessages = queued
+	})
+	sub := dialRaw(t, b.TCP311, codec.V311)
+	sub.connect("stalled-sub")
+	v3Subscribe(sub, 1, "c/#", 1)
+	pub := dialRaw(t, b.TCP311, codec.V311)
+	pub.connect("paced-pub")
+	var all []byte
+	for i := range n {
+		all, _ = codec.Append(all, &codec.Publish{QoS: 1, PacketID: uint16(i + 1), Topic: "c/x", Payload: []byte{byte(i)}}, codec.V311)
+	}
+	pub.sendBytes(all)
+
+	acks := 0
+	for {
+		if _, err := pub.readErr(500 * time.Millisecond); err != nil {
+			break // no more PUBACKs: the publisher is paced
+		}
+		acks++
+	}
+	if max := inflight + queued + window; acks > max {
+		t.Fatalf("%d PUBACKs while the subscriber acknowledged nothing; at most %d (window + queue + credits)", acks, max)
+	}
+
+	for i := range n {
+		m := v3ReadPublish(sub)
+		if int(m.Payload[0]) != i {
+			t.Fatalf("message %d arrived as number %d", m.Payload[0], i)
+		}
+		sub.send(&codec.Puback{PacketID: m.PacketID})
+	}
+	for acks < n {
+		if _, err := pub.readErr(5 * time.Second); err != nil {
+			t.Fatalf("after %d PUBACKs: %v", acks, err)
+		}
+		acks++
+	}
+	if d := b.Stats().DroppedQueue.Load(); d != 0 {
+		t.Errorf("%d messages dropped; pacing should have kept them all", d)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/actormq/actormq/codec"
+	"github.com/actormq/actormq/config"
 )
 
 // TestRouterShardRestartKeepsSubscriptionsAndRetained: a router shard that fails (a chaos
@@ -126,4 +127,49 @@ func TestStoppedShardAndListenerAreHealed(t *testing.T) {
 		ack, ok := p.(*codec.Connack)
 		return err == nil && ok && ack.ReasonCode == codec.Success
 	})
+}
+
+// TestRestartBudgetExhaustedShardIsHealed: with supervision.max_restarts = 1, a shard's second
+// failure within the window exceeds its budget and its supervisor stops it; the router starts
+// it again with its state, so routing and retained messages survive even that.
+func TestRestartBudgetExhaustedShardIsHealed(t *testing.T) {
+	b, base := consoleBroker(t, chaosOn(""), func(c *config.Config) {
+		c.Supervision.MaxRestarts = 1
+		c.Supervision.RestartWindow = config.Duration(time.Minute)
+		c.Router.Shards = 1
+	})
+	sub := dialRaw(t, b.TCP311, codec.V311)
+	sub.connect("budget-sub")
+	v3Subscribe(sub, 1, "b/#", 1)
+	pub := dialRaw(t, b.TCP311, codec.V311)
+	pub.connect("budget-pub")
+	pub.send(&codec.Publish{QoS: 1, PacketID: 1, Retain: true, Topic: "b/kept", Payload: []byte("r")})
+	pub.read()
+	v3ReadPublish(sub)
+
+	kill := base + "/api/v1/actors/" + url.PathEscape("router/shard-0") + "/kill?mode=panic"
+	for i := range 3 {
+		if code := apiDo(t, "POST", kill, "", nil); code != 202 {
+			t.Fatalf("panic %d: HTTP %d", i, code)
+		}
+		// Let the failure be handled before the next one.
+		waitFor(t, 5*time.Second, "the shard to be back", func() bool {
+			_, code := actorByID(t, base, "router/shard-0")
+			return code == 200
+		})
+		time.Sleep(50 * time.Millisecond)
+	}
+	pub.send(&codec.Publish{QoS: 1, PacketID: 2, Topic: "b/live", Payload: []byte("l")})
+	if ack, ok := pub.read().(*codec.Puback); !ok || ack.PacketID != 2 {
+		t.Fatalf("publish after the budget ran out: %+v", ack)
+	}
+	if m := v3ReadPublish(sub); string(m.Payload) != "l" {
+		t.Fatalf("subscriber got %q", m.Payload)
+	}
+	late := dialRaw(t, b.TCP311, codec.V311)
+	late.connect("budget-late")
+	v3Subscribe(late, 1, "b/#", 0)
+	if m := v3ReadPublish(late); m.Topic != "b/kept" {
+		t.Errorf("retained after the budget ran out: %s", m.Topic)
+	}
 }
