@@ -122,14 +122,38 @@ type rawClient struct {
 
 func dialRaw(t testing.TB, addr string, v codec.Version) *rawClient {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	c, err := tryDialRaw(t, addr, v)
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
+	}
+	return c
+}
+
+// tryDialRaw is dialRaw for a listener that may not be accepting yet (polled with waitFor).
+func tryDialRaw(t testing.TB, addr string, v codec.Version) (*rawClient, error) {
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	r := codec.NewReader(bufio.NewReader(conn), 0)
 	r.SetVersion(v)
-	return &rawClient{t: t, conn: conn, r: r, version: v}
+	return &rawClient{t: t, conn: conn, r: r, version: v}, nil
+}
+
+// connectsNow reports whether a 3.1.1 client can connect to addr right now.
+func connectsNow(t testing.TB, addr, clientID string) (*rawClient, bool) {
+	c, err := tryDialRaw(t, addr, codec.V311)
+	if err != nil {
+		return nil, false
+	}
+	c.send(&codec.Connect{ProtocolName: "MQTT", Version: codec.V311, CleanStart: true, KeepAlive: 30, ClientID: clientID})
+	p, err := c.readErr(500 * time.Millisecond)
+	if ack, ok := p.(*codec.Connack); err == nil && ok && ack.ReasonCode == codec.Success {
+		return c, true
+	}
+	_ = c.conn.Close()
+	return nil, false
 }
 
 // send encodes and writes a packet.

@@ -36,15 +36,9 @@ func TestListenerActorRestartsAndRebinds(t *testing.T) {
 	// The same address accepts again once the listener has rebound.
 	var after *rawClient
 	waitFor(t, 5*time.Second, "the listener to accept again on "+b.TCP311, func() bool {
-		c := dialRaw(t, b.TCP311, codec.V311)
-		c.send(&codec.Connect{ProtocolName: "MQTT", Version: codec.V311, CleanStart: true, KeepAlive: 30, ClientID: "after"})
-		p, err := c.readErr(500 * time.Millisecond)
-		if ack, ok := p.(*codec.Connack); err == nil && ok && ack.ReasonCode == codec.Success {
-			after = c
-			return true
-		}
-		_ = c.conn.Close()
-		return false
+		c, ok := connectsNow(t, b.TCP311, "after")
+		after = c
+		return ok
 	})
 	if b.Addr("mqtt").String() != b.TCP311 {
 		t.Errorf("listener moved from %s to %s", b.TCP311, b.Addr("mqtt"))

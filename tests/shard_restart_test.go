@@ -1,9 +1,7 @@
 package tests
 
 import (
-	"bufio"
 	"fmt"
-	"net"
 	"net/url"
 	"testing"
 	"time"
@@ -114,18 +112,8 @@ func TestStoppedShardAndListenerAreHealed(t *testing.T) {
 		t.Fatalf("stop listener: %d", code)
 	}
 	waitFor(t, 5*time.Second, "the listener to accept again on "+b.TCP311, func() bool {
-		conn, err := net.DialTimeout("tcp", b.TCP311, time.Second)
-		if err != nil {
-			return false // not bound again yet
-		}
-		defer conn.Close()
-		r := codec.NewReader(bufio.NewReader(conn), 0)
-		r.SetVersion(codec.V311)
-		c := &rawClient{t: t, conn: conn, r: r, version: codec.V311}
-		c.send(&codec.Connect{ProtocolName: "MQTT", Version: codec.V311, CleanStart: true, KeepAlive: 30, ClientID: "again"})
-		p, err := c.readErr(500 * time.Millisecond)
-		ack, ok := p.(*codec.Connack)
-		return err == nil && ok && ack.ReasonCode == codec.Success
+		_, ok := connectsNow(t, b.TCP311, "again")
+		return ok
 	})
 }
 
