@@ -36,6 +36,7 @@ var (
 	descBytesIn       = desc("bytes_received_total", "Bytes read from client sockets.")
 	descBytesOut      = desc("bytes_sent_total", "Bytes written to client sockets.")
 	descDropped       = desc("messages_dropped_total", "Messages dropped instead of delivered, by reason.", "reason")
+	descSlowClosed    = desc("slow_consumers_closed_total", "Connections closed for not reading their acknowledgements.")
 	descRetained      = desc("retained_messages", "Retained messages stored.")
 	descSessions      = desc("sessions", "Sessions, connected or not.")
 	descSubscriptions = desc("subscriptions", "Subscriptions of all sessions.")
@@ -51,7 +52,7 @@ type brokerCollector struct{ b Backend }
 
 func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnOpen, descConnections, descConnects, descDisconnects,
-		descMsgsIn, descMsgsOut, descBytesIn, descBytesOut, descDropped, descRetained, descSessions,
+		descMsgsIn, descMsgsOut, descBytesIn, descBytesOut, descDropped, descSlowClosed, descRetained, descSessions,
 		descSubscriptions, descInflight, descQueued, descActors, descMailbox, descMailboxMax, descRestarts} {
 		ch <- d
 	}
@@ -78,6 +79,7 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descDropped, float64(st.DroppedQueue.Load()), "queue_full")
 	counter(descDropped, float64(st.DroppedTooLarge.Load()), "too_large")
 	counter(descDropped, float64(st.DroppedExpired.Load()), "expired")
+	counter(descSlowClosed, float64(st.SlowConsumersClosed.Load()))
 
 	if d := c.b.Directory(); d != nil {
 		counter(descConnects, float64(d.Connects()))

@@ -379,6 +379,7 @@ func TestConsoleMetrics(t *testing.T) {
 		`actormq_actors{kind="session"} 2`,
 		`actormq_actors{kind="connection"} 2`,
 		`actormq_messages_dropped_total{reason="queue_full"} 0`,
+		`actormq_slow_consumers_closed_total 0`,
 		`actormq_mailbox_depth{kind="router shard"}`,
 		`actormq_inflight_messages`,
 		`actormq_queued_messages`,
