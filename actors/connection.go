@@ -356,8 +356,8 @@ func (c *Connection) refuse(ctx actor.Context, code codec.ReasonCode, msg string
 	} else if msg != "" {
 		ack.Properties.SetReasonString(msg)
 	}
-	_ = c.link.Send(ack)
-	close(c.rd.start) // the reader, waiting for the verdict, ends
+	c.link.Finish(ack) // nothing may follow a failing CONNACK
+	close(c.rd.start)  // the reader, waiting for the verdict, ends
 	c.shutdown(ctx)
 }
 
@@ -388,7 +388,7 @@ func (c *Connection) close(ctx actor.Context, code codec.ReasonCode, msg string,
 		if msg != "" {
 			d.Properties.SetReasonString(msg)
 		}
-		_ = c.link.Send(d)
+		c.link.Finish(d) // nothing may follow our DISCONNECT [MQTT-3.14.4-1]
 	}
 	c.detach(ctx, sendWill, nil)
 	c.shutdown(ctx)

@@ -145,7 +145,7 @@ func (l *Link) push(it outItem) error {
 		l.mu.Unlock()
 		return errLinkClosed
 	}
-	if n := len(l.queue); n >= l.maxQueue && it.kind != itemClose {
+	if n := len(l.queue); n >= l.maxQueue {
 		if it.kind == itemPublish {
 			l.mu.Unlock()
 			return ErrLinkFull
@@ -161,9 +161,12 @@ func (l *Link) push(it outItem) error {
 			return errLinkClosed
 		}
 	}
-	if it.kind == itemClose {
-		l.closing = true
-	}
+	l.appendLocked(it)
+	return nil
+}
+
+// appendLocked queues it, starts the writer if none runs, and unlocks l.mu.
+func (l *Link) appendLocked(it outItem) {
 	if l.queue == nil {
 		l.queue = getItems() // idle Links hold no queue array
 	}
@@ -174,7 +177,26 @@ func (l *Link) push(it outItem) error {
 	if start {
 		go l.run()
 	}
-	return nil
+}
+
+// Finish ends the connection: it queues its last packet (a failing CONNACK or a DISCONNECT;
+// nil for none) and the close in one step, so nothing another actor queues afterwards (a
+// shard's PUBACK, a session's delivery) can follow the DISCONNECT [MQTT-3.14.4-1]. Everything
+// queued before it is written first. Idempotent.
+func (l *Link) Finish(last codec.Packet) {
+	l.mu.Lock()
+	if l.closing {
+		l.mu.Unlock()
+		return
+	}
+	l.closing = true
+	if last != nil {
+		if l.queue == nil {
+			l.queue = getItems()
+		}
+		l.queue = append(l.queue, outItem{kind: itemPacket, pkt: last})
+	}
+	l.appendLocked(outItem{kind: itemClose})
 }
 
 // Send queues a control packet.
@@ -187,7 +209,7 @@ func (l *Link) sendAck(t codec.PacketType, id uint16, code codec.ReasonCode) err
 
 // CloseAfterFlush queues the end of the connection: everything queued before it is written,
 // then the socket is closed. Idempotent.
-func (l *Link) CloseAfterFlush() { _ = l.push(outItem{kind: itemClose}) }
+func (l *Link) CloseAfterFlush() { l.Finish(nil) }
 
 // Abort closes the socket now, dropping whatever is queued. Idempotent.
 func (l *Link) Abort() {

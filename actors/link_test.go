@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"bytes"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -31,4 +33,31 @@ func TestLinkEncodeDeliveryDoesNotAllocate(t *testing.T) {
 			t.Errorf("%v: nothing encoded", v)
 		}
 	}
+}
+
+// Finish queues the last packet and the close in one step: what others queue afterwards is
+// refused, so nothing follows a DISCONNECT on the wire [MQTT-3.14.4-1].
+func TestLinkFinishIsTheLastPacket(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	l := newLink(a, &Stats{}, 16, 16, time.Second)
+	l.Version = codec.V311
+	if err := l.Send(&codec.Pingresp{}); err != nil {
+		t.Fatal(err)
+	}
+	l.Finish(&codec.Disconnect{})
+	if err := l.sendAck(codec.TypePuback, 1, codec.Success); err == nil {
+		t.Fatal("a PUBACK was accepted after the final DISCONNECT")
+	}
+	l.Finish(&codec.Connack{}) // idempotent: a second end adds nothing
+
+	got, err := io.ReadAll(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []byte{0xD0, 0x00, 0xE0, 0x00} // PINGRESP, DISCONNECT, then the socket closes
+	if !bytes.Equal(got, want) {
+		t.Errorf("wire % x, want % x", got, want)
+	}
+	<-l.Done()
 }
