@@ -265,7 +265,7 @@ func chaosOn(token string) func(*config.Config) {
 func TestConsoleKillStopClosesConnection(t *testing.T) {
 	b, base := consoleBroker(t, chaosOn("tok"))
 	rc := dialRaw(t, b.TCP5, codec.V5)
-	rc.connect("victim")
+	rc.Connect("victim")
 	var c apiClient
 	waitFor(t, 5*time.Second, "the client in the directory", func() bool {
 		return apiDo(t, "GET", base+"/api/v1/clients/victim", "", &c) == 200 && c.Connected
@@ -287,7 +287,7 @@ func TestConsoleKillStopClosesConnection(t *testing.T) {
 	if code := apiDo(t, "POST", kill, "tok", nil); code != 202 {
 		t.Fatalf("kill: %d", code)
 	}
-	rc.expectClosed(5 * time.Second)
+	rc.ExpectClosed(5 * time.Second)
 	waitFor(t, 5*time.Second, "the connection actor to go", func() bool {
 		_, code := actorByID(t, base, c.ConnActor)
 		return code == 404
@@ -332,12 +332,12 @@ func TestConsoleKillPanicRestartsSession(t *testing.T) {
 func TestConsoleDisconnectClient(t *testing.T) {
 	b, base := consoleBroker(t, chaosOn(""))
 	rc := dialRaw(t, b.TCP5, codec.V5)
-	rc.connect("kicked")
+	rc.Connect("kicked")
 	waitFor(t, 5*time.Second, "the client", func() bool { return clientsByID(t, base)["kicked"].Connected })
 	if code := apiDo(t, "POST", base+"/api/v1/clients/kicked/disconnect", "", nil); code != 202 {
 		t.Fatalf("disconnect: %d", code)
 	}
-	d, ok := rc.expectClosed(5 * time.Second).(*codec.Disconnect)
+	d, ok := rc.ExpectClosed(5 * time.Second).(*codec.Disconnect)
 	if !ok || d.ReasonCode != codec.AdministrativeAction {
 		t.Errorf("got %+v, want DISCONNECT 0x98", d)
 	}
@@ -566,9 +566,9 @@ func TestMetricsParseAndMatchTraffic(t *testing.T) {
 func TestConsoleKillStopSession(t *testing.T) {
 	b, base := consoleBroker(t, chaosOn(""))
 	rc := dialRaw(t, b.TCP5, codec.V5)
-	rc.connect("stopped", func(c *codec.Connect) { c.CleanStart = false; c.Properties.SetSessionExpiryInterval(300) })
-	rc.send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "s/#", QoS: 1}}})
-	rc.read()
+	rc.Connect("stopped", func(c *codec.Connect) { c.CleanStart = false; c.Properties.SetSessionExpiryInterval(300) })
+	rc.Send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "s/#", QoS: 1}}})
+	rc.Read()
 	var c apiClient
 	waitFor(t, 5*time.Second, "the client in the directory", func() bool {
 		return apiDo(t, "GET", base+"/api/v1/clients/stopped", "", &c) == 200 && c.Connected && c.SessionActor != ""
@@ -576,7 +576,7 @@ func TestConsoleKillStopSession(t *testing.T) {
 	if code := apiDo(t, "POST", base+"/api/v1/actors/"+url.PathEscape(c.SessionActor)+"/kill?mode=stop", "", nil); code != 202 {
 		t.Fatalf("kill: %d", code)
 	}
-	d, ok := rc.expectClosed(5 * time.Second).(*codec.Disconnect)
+	d, ok := rc.ExpectClosed(5 * time.Second).(*codec.Disconnect)
 	if !ok || d.ReasonCode != codec.AdministrativeAction {
 		t.Errorf("last packet before close: %+v, want DISCONNECT Administrative action", d)
 	}
@@ -585,15 +585,15 @@ func TestConsoleKillStopSession(t *testing.T) {
 	})
 
 	again := dialRaw(t, b.TCP5, codec.V5)
-	ack := again.connect("stopped", func(c *codec.Connect) { c.CleanStart = false })
+	ack := again.Connect("stopped", func(c *codec.Connect) { c.CleanStart = false })
 	if ack.SessionPresent {
 		t.Error("a stopped session came back as present")
 	}
-	again.send(&codec.Subscribe{PacketID: 2, Subscriptions: []codec.Subscription{{Filter: "s/#", QoS: 1}}})
-	again.read()
-	again.send(&codec.Publish{QoS: 1, PacketID: 3, Topic: "s/x", Payload: []byte("after")})
+	again.Send(&codec.Subscribe{PacketID: 2, Subscriptions: []codec.Subscription{{Filter: "s/#", QoS: 1}}})
+	again.Read()
+	again.Send(&codec.Publish{QoS: 1, PacketID: 3, Topic: "s/x", Payload: []byte("after")})
 	for {
-		p := again.read()
+		p := again.Read()
 		if m, ok := p.(*codec.Publish); ok {
 			if string(m.Payload) != "after" {
 				t.Errorf("got %q", m.Payload)
@@ -601,5 +601,5 @@ func TestConsoleKillStopSession(t *testing.T) {
 			break
 		}
 	}
-	again.send(&codec.Disconnect{})
+	again.Send(&codec.Disconnect{})
 }

@@ -21,27 +21,27 @@ func TestLimitMaxConnections(t *testing.T) {
 	var held []*rawClient
 	for i := range 3 {
 		rc := dialRaw(t, b.TCP311, codec.V311)
-		if ack := rc.connect(fmt.Sprintf("held-%d", i)); ack.ReasonCode != codec.Success {
+		if ack := rc.Connect(fmt.Sprintf("held-%d", i)); ack.ReasonCode != codec.Success {
 			t.Fatalf("connection %d within the limit refused: %v", i, ack.ReasonCode)
 		}
 		held = append(held, rc)
 	}
 	// The fourth socket is closed at once, before it can send anything.
 	extra := dialRaw(t, b.TCP311, codec.V311)
-	extra.expectClosed(2 * time.Second)
+	extra.ExpectClosed(2 * time.Second)
 	if n := b.Stats().Connections.Load(); n != 3 {
 		t.Errorf("connection actors = %d, want 3", n)
 	}
 	// Those within the limit still work, and a freed slot is usable again.
-	held[0].send(&codec.Pingreq{})
-	if _, ok := held[0].read().(*codec.Pingresp); !ok {
+	held[0].Send(&codec.Pingreq{})
+	if _, ok := held[0].Read().(*codec.Pingresp); !ok {
 		t.Fatal("a client within the limit got no PINGRESP")
 	}
-	held[1].send(&codec.Disconnect{})
-	held[1].expectClosed(2 * time.Second)
+	held[1].Send(&codec.Disconnect{})
+	held[1].ExpectClosed(2 * time.Second)
 	waitFor(t, 2*time.Second, "the freed slot", func() bool { return b.Stats().Connections.Load() == 2 })
 	again := dialRaw(t, b.TCP311, codec.V311)
-	if ack := again.connect("again"); ack.ReasonCode != codec.Success {
+	if ack := again.Connect("again"); ack.ReasonCode != codec.Success {
 		t.Fatalf("connection after one left refused: %v", ack.ReasonCode)
 	}
 }
@@ -54,38 +54,38 @@ func TestLimitMaxSessions(t *testing.T) {
 	// Two persistent sessions outlive their connections and fill the registry.
 	for i := range 2 {
 		rc := dialRaw(t, b.TCP311, codec.V311)
-		rc.connect(fmt.Sprintf("persistent-%d", i), func(c *codec.Connect) { c.CleanStart = false })
-		rc.send(&codec.Disconnect{})
-		rc.expectClosed(2 * time.Second)
+		rc.Connect(fmt.Sprintf("persistent-%d", i), func(c *codec.Connect) { c.CleanStart = false })
+		rc.Send(&codec.Disconnect{})
+		rc.ExpectClosed(2 * time.Second)
 	}
 	waitFor(t, 2*time.Second, "two stored sessions", func() bool { return b.Stats().Sessions.Load() == 2 })
 
 	// 5.0: CONNACK 0x97 Quota exceeded; 3.1.1: 0x03 Server unavailable [MQTT-3.2.2-6].
 	v5 := dialRaw(t, b.TCP5, codec.V5)
-	if ack := v5.connect("third-v5"); ack.ReasonCode != codec.QuotaExceeded {
+	if ack := v5.Connect("third-v5"); ack.ReasonCode != codec.QuotaExceeded {
 		t.Errorf("5.0 CONNACK = %v, want Quota exceeded", ack.ReasonCode)
 	}
-	v5.expectClosed(2 * time.Second)
+	v5.ExpectClosed(2 * time.Second)
 	v3 := dialRaw(t, b.TCP311, codec.V311)
-	if ack := v3.connect("third-v3"); ack.ReasonCode != codec.ConnRefusedServerUnavailable {
+	if ack := v3.Connect("third-v3"); ack.ReasonCode != codec.ConnRefusedServerUnavailable {
 		t.Errorf("3.1.1 CONNACK = %v, want Server unavailable", ack.ReasonCode)
 	}
-	v3.expectClosed(2 * time.Second)
+	v3.ExpectClosed(2 * time.Second)
 
 	// An existing session is still reachable, and cleaning it up frees a place.
 	rc := dialRaw(t, b.TCP311, codec.V311)
-	if ack := rc.connect("persistent-0"); ack.ReasonCode != codec.Success {
+	if ack := rc.Connect("persistent-0"); ack.ReasonCode != codec.Success {
 		t.Fatalf("existing session refused: %v", ack.ReasonCode)
 	}
-	rc.send(&codec.Disconnect{})
-	rc.expectClosed(2 * time.Second)
+	rc.Send(&codec.Disconnect{})
+	rc.ExpectClosed(2 * time.Second)
 	waitFor(t, 2*time.Second, "the clean session to end", func() bool { return b.Stats().Sessions.Load() == 1 })
 	rc = dialRaw(t, b.TCP311, codec.V311)
-	if ack := rc.connect("fourth"); ack.ReasonCode != codec.Success {
+	if ack := rc.Connect("fourth"); ack.ReasonCode != codec.Success {
 		t.Fatalf("connect after a session ended refused: %v", ack.ReasonCode)
 	}
-	rc.send(&codec.Disconnect{})
-	rc.expectClosed(2 * time.Second)
+	rc.Send(&codec.Disconnect{})
+	rc.ExpectClosed(2 * time.Second)
 	endSessions(t, b, "persistent-1")
 }
 
@@ -95,9 +95,9 @@ func endSessions(t *testing.T, b *testBroker, ids ...string) {
 	t.Helper()
 	for _, id := range ids {
 		rc := dialRaw(t, b.TCP311, codec.V311)
-		rc.connect(id)
-		rc.send(&codec.Disconnect{})
-		rc.expectClosed(2 * time.Second)
+		rc.Connect(id)
+		rc.Send(&codec.Disconnect{})
+		rc.ExpectClosed(2 * time.Second)
 	}
 	waitFor(t, 2*time.Second, "sessions to end", func() bool { return b.Stats().Sessions.Load() == 0 })
 }
@@ -105,10 +105,10 @@ func endSessions(t *testing.T, b *testBroker, ids ...string) {
 func TestLimitRetainedMessages(t *testing.T) {
 	b := startBroker(t, func(c *config.Config) { c.Retained.MaxMessages = 3 })
 	pub := dialRaw(t, b.TCP311, codec.V311)
-	pub.connect("publisher")
+	pub.Connect("publisher")
 	for i := range 5 {
-		pub.send(&codec.Publish{QoS: 1, PacketID: uint16(i + 1), Retain: true, Topic: fmt.Sprintf("r/%d", i), Payload: []byte("x")})
-		if _, ok := pub.read().(*codec.Puback); !ok {
+		pub.Send(&codec.Publish{QoS: 1, PacketID: uint16(i + 1), Retain: true, Topic: fmt.Sprintf("r/%d", i), Payload: []byte("x")})
+		if _, ok := pub.Read().(*codec.Puback); !ok {
 			t.Fatal("no PUBACK")
 		}
 	}
@@ -116,11 +116,11 @@ func TestLimitRetainedMessages(t *testing.T) {
 		t.Fatalf("retained = %d, want the limit 3", n)
 	}
 	// Replacing a stored topic still works at the limit.
-	pub.send(&codec.Publish{QoS: 1, PacketID: 9, Retain: true, Topic: "r/0", Payload: []byte("new")})
-	pub.read()
+	pub.Send(&codec.Publish{QoS: 1, PacketID: 9, Retain: true, Topic: "r/0", Payload: []byte("new")})
+	pub.Read()
 
 	sub := dialRaw(t, b.TCP311, codec.V311)
-	sub.connect("subscriber")
+	sub.Connect("subscriber")
 	v3Subscribe(sub, 1, "r/#", 0)
 	got := map[string]string{}
 	for range 3 {
@@ -139,26 +139,26 @@ func TestLimitTopicLevelsAndLength(t *testing.T) {
 		c.Limits.MaxTopicLength = 16
 	})
 	c := dialRaw(t, b.TCP5, codec.V5)
-	c.connect("limits")
+	c.Connect("limits")
 	// 5.0: a topic name the server does not accept → PUBACK 0x90; filter → SUBACK 0x8F.
-	c.send(&codec.Publish{QoS: 1, PacketID: 1, Topic: "a/b/c/d", Payload: []byte("x")})
-	if ack, ok := c.read().(*codec.Puback); !ok || ack.ReasonCode != codec.TopicNameInvalid {
+	c.Send(&codec.Publish{QoS: 1, PacketID: 1, Topic: "a/b/c/d", Payload: []byte("x")})
+	if ack, ok := c.Read().(*codec.Puback); !ok || ack.ReasonCode != codec.TopicNameInvalid {
 		t.Errorf("publish with 4 levels: %+v, want PUBACK Topic Name invalid", ack)
 	}
-	c.send(&codec.Publish{QoS: 1, PacketID: 2, Topic: "abcdefghijklmnopq", Payload: []byte("x")})
-	if ack, ok := c.read().(*codec.Puback); !ok || ack.ReasonCode != codec.TopicNameInvalid {
+	c.Send(&codec.Publish{QoS: 1, PacketID: 2, Topic: "abcdefghijklmnopq", Payload: []byte("x")})
+	if ack, ok := c.Read().(*codec.Puback); !ok || ack.ReasonCode != codec.TopicNameInvalid {
 		t.Errorf("publish with 17 bytes: %+v, want PUBACK Topic Name invalid", ack)
 	}
-	c.send(&codec.Subscribe{PacketID: 3, Subscriptions: []codec.Subscription{{Filter: "a/b/c/#"}, {Filter: "a/b/#"}}})
-	ack, ok := c.read().(*codec.Suback)
+	c.Send(&codec.Subscribe{PacketID: 3, Subscriptions: []codec.Subscription{{Filter: "a/b/c/#"}, {Filter: "a/b/#"}}})
+	ack, ok := c.Read().(*codec.Suback)
 	if !ok || len(ack.ReasonCodes) != 2 || ack.ReasonCodes[0] != codec.TopicFilterInvalid || ack.ReasonCodes[1] != codec.GrantedQoS0 {
 		t.Errorf("SUBACK = %+v, want [Topic Filter invalid, Granted QoS 0]", ack)
 	}
 	// 3.1.1 cannot say why: the connection is closed.
 	v3 := dialRaw(t, b.TCP311, codec.V311)
-	v3.connect("limits-v3")
-	v3.send(&codec.Publish{Topic: "a/b/c/d", Payload: []byte("x")})
-	v3.expectClosed(2 * time.Second)
+	v3.Connect("limits-v3")
+	v3.Send(&codec.Publish{Topic: "a/b/c/d", Payload: []byte("x")})
+	v3.ExpectClosed(2 * time.Second)
 }
 
 // TestLimitSlowConsumer: a subscriber that stops reading its socket neither stalls the
@@ -173,23 +173,23 @@ func TestLimitSlowConsumer(t *testing.T) {
 		c.Connections.WriteTimeout = config.Duration(300 * time.Millisecond)
 	})
 	slow := dialRaw(t, b.TCP311, codec.V311)
-	if tc, ok := slow.conn.(*net.TCPConn); ok {
+	if tc, ok := slow.Conn.(*net.TCPConn); ok {
 		_ = tc.SetReadBuffer(4096) // small socket buffers fill quickly
 	}
-	slow.connect("slow")
+	slow.Connect("slow")
 	v3Subscribe(slow, 1, "flood/#", 0)
 	healthy := dialRaw(t, b.TCP311, codec.V311)
-	healthy.connect("healthy")
+	healthy.Connect("healthy")
 	v3Subscribe(healthy, 1, "flood/#", 1)
 
 	pub := dialRaw(t, b.TCP311, codec.V311)
-	pub.connect("publisher")
+	pub.Connect("publisher")
 	const n = 3000
 	payload := make([]byte, 2048)
 	done := make(chan error, 1)
 	go func() {
 		for i := 0; i < n; {
-			p, err := healthy.readErr(10 * time.Second)
+			p, err := healthy.ReadErr(10 * time.Second)
 			if err != nil {
 				done <- fmt.Errorf("after %d messages: %w", i, err)
 				return
@@ -213,7 +213,7 @@ func TestLimitSlowConsumer(t *testing.T) {
 	acks := make(chan error, 1)
 	go func() {
 		for i := 0; i < n; i++ {
-			if _, err := pub.readErr(10 * time.Second); err != nil {
+			if _, err := pub.ReadErr(10 * time.Second); err != nil {
 				acks <- fmt.Errorf("PUBACK %d: %w", i, err)
 				return
 			}
@@ -223,7 +223,7 @@ func TestLimitSlowConsumer(t *testing.T) {
 	for i := range n {
 		payload[0], payload[1] = byte(i>>8), byte(i)
 		buf, _ := codec.Append(nil, &codec.Publish{QoS: 1, PacketID: uint16(i%60000 + 1), Topic: "flood/all", Payload: payload}, codec.V311)
-		if _, err := pub.conn.Write(buf); err != nil {
+		if _, err := pub.Conn.Write(buf); err != nil {
 			t.Fatalf("publish %d: %v", i, err)
 		}
 	}
@@ -243,7 +243,7 @@ func TestLimitSlowConsumer(t *testing.T) {
 
 func healthyAck(c *rawClient, id uint16) error {
 	b, _ := codec.Append(nil, &codec.Puback{PacketID: id}, codec.V311)
-	_, err := c.conn.Write(b)
+	_, err := c.Conn.Write(b)
 	return err
 }
 
@@ -253,9 +253,9 @@ func TestLoadSmoke(t *testing.T) {
 	b := startBroker(t)
 	const pubs, each = 20, 250
 	sub := dialRaw(t, b.TCP5, codec.V5)
-	sub.connect("sink", func(c *codec.Connect) { c.Properties.SetReceiveMaximum(1000) })
-	sub.send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "load/#", QoS: 1}}})
-	sub.read()
+	sub.Connect("sink", func(c *codec.Connect) { c.Properties.SetReceiveMaximum(1000) })
+	sub.Send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "load/#", QoS: 1}}})
+	sub.Read()
 
 	var wg sync.WaitGroup
 	errs := make(chan error, pubs)
@@ -264,17 +264,17 @@ func TestLoadSmoke(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			c := dialRaw(t, b.TCP311, codec.V311)
-			c.connect(fmt.Sprintf("pub-%d", p))
+			c.Connect(fmt.Sprintf("pub-%d", p))
 			topic := fmt.Sprintf("load/%d", p)
 			for i := range each {
 				b, _ := codec.Append(nil, &codec.Publish{QoS: 1, PacketID: uint16(i + 1), Topic: topic, Payload: []byte{byte(i >> 8), byte(i)}}, codec.V311)
-				if _, err := c.conn.Write(b); err != nil {
+				if _, err := c.Conn.Write(b); err != nil {
 					errs <- err
 					return
 				}
 			}
 			for range each {
-				if _, err := c.readErr(10 * time.Second); err != nil {
+				if _, err := c.ReadErr(10 * time.Second); err != nil {
 					errs <- fmt.Errorf("publisher %d: %w", p, err)
 					return
 				}
@@ -283,7 +283,7 @@ func TestLoadSmoke(t *testing.T) {
 	}
 	next := make([]int, pubs)
 	for got := 0; got < pubs*each; got++ {
-		p, err := sub.readErr(10 * time.Second)
+		p, err := sub.ReadErr(10 * time.Second)
 		if err != nil {
 			t.Fatalf("after %d messages: %v", got, err)
 		}
@@ -298,7 +298,7 @@ func TestLoadSmoke(t *testing.T) {
 			t.Fatalf("publisher %d: got message %d, want %d (order per topic [MQTT-4.6.0-6])", who, seq, next[who])
 		}
 		next[who]++
-		sub.send(&codec.Puback{PacketID: m.PacketID})
+		sub.Send(&codec.Puback{PacketID: m.PacketID})
 	}
 	wg.Wait()
 	close(errs)
@@ -320,19 +320,19 @@ func TestLimitCreditWindowPacesPublisher(t *testing.T) {
 		c.Sessions.MaxQueuedMessages = queued
 	})
 	sub := dialRaw(t, b.TCP311, codec.V311)
-	sub.connect("stalled-sub")
+	sub.Connect("stalled-sub")
 	v3Subscribe(sub, 1, "c/#", 1)
 	pub := dialRaw(t, b.TCP311, codec.V311)
-	pub.connect("paced-pub")
+	pub.Connect("paced-pub")
 	var all []byte
 	for i := range n {
 		all, _ = codec.Append(all, &codec.Publish{QoS: 1, PacketID: uint16(i + 1), Topic: "c/x", Payload: []byte{byte(i)}}, codec.V311)
 	}
-	pub.sendBytes(all)
+	pub.SendBytes(all)
 
 	acks := 0
 	for {
-		if _, err := pub.readErr(500 * time.Millisecond); err != nil {
+		if _, err := pub.ReadErr(500 * time.Millisecond); err != nil {
 			break // no more PUBACKs: the publisher is paced
 		}
 		acks++
@@ -346,10 +346,10 @@ func TestLimitCreditWindowPacesPublisher(t *testing.T) {
 		if int(m.Payload[0]) != i {
 			t.Fatalf("message %d arrived as number %d", m.Payload[0], i)
 		}
-		sub.send(&codec.Puback{PacketID: m.PacketID})
+		sub.Send(&codec.Puback{PacketID: m.PacketID})
 	}
 	for acks < n {
-		if _, err := pub.readErr(5 * time.Second); err != nil {
+		if _, err := pub.ReadErr(5 * time.Second); err != nil {
 			t.Fatalf("after %d PUBACKs: %v", acks, err)
 		}
 		acks++

@@ -21,7 +21,7 @@ func TestListenerActorRestartsAndRebinds(t *testing.T) {
 		c.Console.Chaos = true
 	})
 	before := dialRaw(t, b.TCP311, codec.V311)
-	before.connect("before")
+	before.Connect("before")
 
 	u := "http://" + b.ConsoleAddr().String() + "/api/v1/actors/" + url.PathEscape("listeners/mqtt") + "/kill?mode=panic"
 	resp, err := http.Post(u, "application/json", strings.NewReader(""))
@@ -44,9 +44,9 @@ func TestListenerActorRestartsAndRebinds(t *testing.T) {
 		t.Errorf("listener moved from %s to %s", b.TCP311, b.Addr("mqtt"))
 	}
 	// The connection from before the restart still works.
-	before.send(&codec.Pingreq{})
-	if _, ok := before.read().(*codec.Pingresp); !ok {
+	before.Send(&codec.Pingreq{})
+	if _, ok := before.Read().(*codec.Pingresp); !ok {
 		t.Error("a client connected before the listener restart lost its connection")
 	}
-	after.send(&codec.Disconnect{})
+	after.Send(&codec.Disconnect{})
 }

@@ -27,34 +27,34 @@ func raw311Connect(protocol string, level, flags byte, clientID string) []byte {
 // raw311ExpectConnack reads a CONNACK and checks its return code, and that Session Present is
 // 0 on a refusal [MQTT-3.2.2-4].
 func raw311ExpectConnack(rc *rawClient, code codec.ReasonCode) {
-	rc.t.Helper()
-	p := rc.read()
+	rc.T.Helper()
+	p := rc.Read()
 	ack, ok := p.(*codec.Connack)
 	if !ok {
-		rc.t.Fatalf("got %T %+v, want CONNACK", p, p)
+		rc.T.Fatalf("got %T %+v, want CONNACK", p, p)
 	}
 	if ack.ReasonCode != code {
-		rc.t.Fatalf("CONNACK return code 0x%02X, want 0x%02X", byte(ack.ReasonCode), byte(code))
+		rc.T.Fatalf("CONNACK return code 0x%02X, want 0x%02X", byte(ack.ReasonCode), byte(code))
 	}
 	if code != codec.ConnAccepted && ack.SessionPresent {
-		rc.t.Fatal("refusing CONNACK with Session Present 1 [MQTT-3.2.2-4]")
+		rc.T.Fatal("refusing CONNACK with Session Present 1 [MQTT-3.2.2-4]")
 	}
 }
 
 // raw311ExpectClosedSilently asserts the broker closes the connection without sending anything.
 func raw311ExpectClosedSilently(rc *rawClient) {
-	rc.t.Helper()
-	if p := rc.expectClosed(v3Wait); p != nil {
-		rc.t.Fatalf("got %T %+v before the close, want nothing", p, p)
+	rc.T.Helper()
+	if p := rc.ExpectClosed(v3Wait); p != nil {
+		rc.T.Fatalf("got %T %+v before the close, want nothing", p, p)
 	}
 }
 
 // raw311Ping asserts the connection is alive: PINGREQ gets PINGRESP.
 func raw311Ping(rc *rawClient) {
-	rc.t.Helper()
-	rc.send(&codec.Pingreq{})
-	if p := rc.read(); p.Type() != codec.TypePingresp {
-		rc.t.Fatalf("got %T, want PINGRESP", p)
+	rc.T.Helper()
+	rc.Send(&codec.Pingreq{})
+	if p := rc.Read(); p.Type() != codec.TypePingresp {
+		rc.T.Fatalf("got %T, want PINGRESP", p)
 	}
 }
 
@@ -70,7 +70,7 @@ func TestRaw311FirstPacketNotConnect(t *testing.T) {
 	for name, pkt := range cases {
 		t.Run(name, func(t *testing.T) {
 			rc := dialRaw(t, b.TCP311, codec.V311)
-			rc.sendBytes(pkt)
+			rc.SendBytes(pkt)
 			raw311ExpectClosedSilently(rc)
 		})
 	}
@@ -81,7 +81,7 @@ func TestRaw311FirstPacketNotConnect(t *testing.T) {
 func TestRaw311SecondConnect(t *testing.T) {
 	b := startBroker(t)
 	rc, _ := v3RawConnect(t, b.TCP311, "twice")
-	rc.send(&codec.Connect{ProtocolName: "MQTT", Version: codec.V311, CleanStart: true, KeepAlive: 30, ClientID: "twice"})
+	rc.Send(&codec.Connect{ProtocolName: "MQTT", Version: codec.V311, CleanStart: true, KeepAlive: 30, ClientID: "twice"})
 	raw311ExpectClosedSilently(rc)
 }
 
@@ -91,7 +91,7 @@ func TestRaw311SecondConnect(t *testing.T) {
 func TestRaw311UnsupportedProtocolLevel(t *testing.T) {
 	b := startBroker(t)
 	rc := dialRaw(t, b.TCP311, codec.V311)
-	rc.sendBytes(raw311Connect("MQTT", 6, 0x02, "level6"))
+	rc.SendBytes(raw311Connect("MQTT", 6, 0x02, "level6"))
 	raw311ExpectConnack(rc, codec.ConnRefusedProtocolVersion)
 	raw311ExpectClosedSilently(rc)
 }
@@ -101,7 +101,7 @@ func TestRaw311UnsupportedProtocolLevel(t *testing.T) {
 func TestRaw311ReservedConnectFlag(t *testing.T) {
 	b := startBroker(t)
 	rc := dialRaw(t, b.TCP311, codec.V311)
-	rc.sendBytes(raw311Connect("MQTT", 4, 0x03, "reserved")) // clean session + reserved bit
+	rc.SendBytes(raw311Connect("MQTT", 4, 0x03, "reserved")) // clean session + reserved bit
 	raw311ExpectClosedSilently(rc)
 }
 
@@ -111,7 +111,7 @@ func TestRaw311ReservedConnectFlag(t *testing.T) {
 func TestRaw311EmptyClientIDWithoutCleanSession(t *testing.T) {
 	b := startBroker(t)
 	rc := dialRaw(t, b.TCP311, codec.V311)
-	ack := rc.connect("", v3NotClean)
+	ack := rc.Connect("", v3NotClean)
 	if ack.ReasonCode != codec.ConnRefusedIdentifierRejected || ack.SessionPresent {
 		t.Fatalf("CONNACK %+v, want return code 0x02 and Session Present 0", ack)
 	}
@@ -123,11 +123,11 @@ func TestRaw311EmptyClientIDWithoutCleanSession(t *testing.T) {
 func TestRaw311EmptyClientIDWithCleanSession(t *testing.T) {
 	b := startBroker(t)
 	first := dialRaw(t, b.TCP311, codec.V311)
-	if ack := first.connect(""); ack.ReasonCode != codec.ConnAccepted || ack.SessionPresent {
+	if ack := first.Connect(""); ack.ReasonCode != codec.ConnAccepted || ack.SessionPresent {
 		t.Fatalf("CONNACK %+v, want accepted with Session Present 0", ack)
 	}
 	second := dialRaw(t, b.TCP311, codec.V311)
-	if ack := second.connect(""); ack.ReasonCode != codec.ConnAccepted {
+	if ack := second.Connect(""); ack.ReasonCode != codec.ConnAccepted {
 		t.Fatalf("second CONNACK %+v, want accepted", ack)
 	}
 	raw311Ping(first)
@@ -143,11 +143,11 @@ func TestRaw311EmptyClientIDWithCleanSession(t *testing.T) {
 func TestRaw311ClientIDTooLong(t *testing.T) {
 	b := startBroker(t, func(c *config.Config) { c.Limits.MaxClientIDLength = 23 })
 	ok := dialRaw(t, b.TCP311, codec.V311)
-	if ack := ok.connect(strings.Repeat("a", 23)); ack.ReasonCode != codec.ConnAccepted {
+	if ack := ok.Connect(strings.Repeat("a", 23)); ack.ReasonCode != codec.ConnAccepted {
 		t.Fatalf("23-byte client id refused with 0x%02X", byte(ack.ReasonCode))
 	}
 	long := dialRaw(t, b.TCP311, codec.V311)
-	ack := long.connect(strings.Repeat("b", 24))
+	ack := long.Connect(strings.Repeat("b", 24))
 	if ack.ReasonCode != codec.ConnRefusedIdentifierRejected || ack.SessionPresent {
 		t.Fatalf("24-byte client id: CONNACK %+v, want return code 0x02", ack)
 	}
@@ -160,7 +160,7 @@ func TestRaw311ConnectTimeout(t *testing.T) {
 	b := startBroker(t, func(c *config.Config) { c.Limits.ConnectTimeout = config.Duration(200 * time.Millisecond) })
 	rc := dialRaw(t, b.TCP311, codec.V311)
 	start := time.Now()
-	if p := rc.expectClosed(2 * time.Second); p != nil {
+	if p := rc.ExpectClosed(2 * time.Second); p != nil {
 		t.Fatalf("got %T before the close", p)
 	}
 	if d := time.Since(start); d < 150*time.Millisecond {
@@ -175,23 +175,23 @@ func TestRaw311MQTT31PublishSubscribe(t *testing.T) {
 	for name, addr := range map[string]string{"mqtt": b.TCP311, "mqtt5": b.TCP5} {
 		t.Run(name, func(t *testing.T) {
 			sub := dialRaw(t, addr, codec.V31)
-			if ack := sub.connect("v31sub-" + name); ack.ReasonCode != codec.ConnAccepted {
+			if ack := sub.Connect("v31sub-" + name); ack.ReasonCode != codec.ConnAccepted {
 				t.Fatalf("3.1 CONNECT refused: 0x%02X", byte(ack.ReasonCode))
 			}
 			v3Subscribe(sub, 3, "v31/"+name, 1)
 			pub := dialRaw(t, addr, codec.V31)
-			if ack := pub.connect("v31pub-" + name); ack.ReasonCode != codec.ConnAccepted {
+			if ack := pub.Connect("v31pub-" + name); ack.ReasonCode != codec.ConnAccepted {
 				t.Fatalf("3.1 CONNECT refused: 0x%02X", byte(ack.ReasonCode))
 			}
-			pub.send(&codec.Publish{QoS: 1, Topic: "v31/" + name, PacketID: 9, Payload: []byte("old school")})
-			if p, ok := pub.read().(*codec.Puback); !ok || p.PacketID != 9 {
+			pub.Send(&codec.Publish{QoS: 1, Topic: "v31/" + name, PacketID: 9, Payload: []byte("old school")})
+			if p, ok := pub.Read().(*codec.Puback); !ok || p.PacketID != 9 {
 				t.Fatalf("got %+v, want PUBACK 9", p)
 			}
 			got := v3ReadPublish(sub)
 			if got.Topic != "v31/"+name || string(got.Payload) != "old school" || got.QoS != 1 {
 				t.Fatalf("got %+v", got)
 			}
-			sub.send(&codec.Puback{PacketID: got.PacketID})
+			sub.Send(&codec.Puback{PacketID: got.PacketID})
 		})
 	}
 }
@@ -204,45 +204,45 @@ func TestRaw311SubscriberReceivesV5Publish(t *testing.T) {
 	v3Subscribe(sub, 1, "cross/five", 1)
 
 	pub := dialRaw(t, b.TCP5, codec.V5)
-	if ack := pub.connect("cross-pub5"); ack.ReasonCode != codec.Success {
+	if ack := pub.Connect("cross-pub5"); ack.ReasonCode != codec.Success {
 		t.Fatalf("5.0 CONNECT refused: %v", ack.ReasonCode)
 	}
 	p := &codec.Publish{QoS: 1, Topic: "cross/five", PacketID: 5, Payload: []byte("from 5.0")}
 	p.Properties.SetContentType("text/plain")
 	p.Properties.AddUserProperty("k", "v")
-	pub.send(p)
-	if ack, ok := pub.read().(*codec.Puback); !ok || ack.PacketID != 5 || ack.ReasonCode != codec.Success {
+	pub.Send(p)
+	if ack, ok := pub.Read().(*codec.Puback); !ok || ack.PacketID != 5 || ack.ReasonCode != codec.Success {
 		t.Fatalf("got %+v, want PUBACK 5 Success", ack)
 	}
 	got := v3ReadPublish(sub)
 	if got.Topic != "cross/five" || string(got.Payload) != "from 5.0" || got.QoS != 1 {
 		t.Fatalf("3.1.1 subscriber got %+v", got)
 	}
-	sub.send(&codec.Puback{PacketID: got.PacketID})
+	sub.Send(&codec.Puback{PacketID: got.PacketID})
 }
 
 // The reverse: a 5.0 subscriber receives what a 3.1.1 client publishes.
 func TestRaw311PublishReceivedByV5Subscriber(t *testing.T) {
 	b := startBroker(t)
 	sub := dialRaw(t, b.TCP5, codec.V5)
-	if ack := sub.connect("cross-sub5"); ack.ReasonCode != codec.Success {
+	if ack := sub.Connect("cross-sub5"); ack.ReasonCode != codec.Success {
 		t.Fatalf("5.0 CONNECT refused: %v", ack.ReasonCode)
 	}
-	sub.send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "cross/three", QoS: 1}}})
-	if ack, ok := sub.read().(*codec.Suback); !ok || len(ack.ReasonCodes) != 1 || ack.ReasonCodes[0] != codec.GrantedQoS1 {
+	sub.Send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "cross/three", QoS: 1}}})
+	if ack, ok := sub.Read().(*codec.Suback); !ok || len(ack.ReasonCodes) != 1 || ack.ReasonCodes[0] != codec.GrantedQoS1 {
 		t.Fatalf("got %+v, want SUBACK granting QoS 1", ack)
 	}
 
 	pub, _ := v3RawConnect(t, b.TCP311, "cross-pub311")
-	pub.send(&codec.Publish{QoS: 1, Topic: "cross/three", PacketID: 3, Payload: []byte("from 3.1.1")})
-	if ack, ok := pub.read().(*codec.Puback); !ok || ack.PacketID != 3 {
+	pub.Send(&codec.Publish{QoS: 1, Topic: "cross/three", PacketID: 3, Payload: []byte("from 3.1.1")})
+	if ack, ok := pub.Read().(*codec.Puback); !ok || ack.PacketID != 3 {
 		t.Fatalf("got %+v, want PUBACK 3", ack)
 	}
 	got := v3ReadPublish(sub)
 	if got.Topic != "cross/three" || string(got.Payload) != "from 3.1.1" || got.QoS != 1 {
 		t.Fatalf("5.0 subscriber got %+v", got)
 	}
-	sub.send(&codec.Puback{PacketID: got.PacketID})
+	sub.Send(&codec.Puback{PacketID: got.PacketID})
 }
 
 // [MQTT-3.3.1-4] A PUBLISH Packet MUST NOT have both QoS bits set to 1. If a Server receives a
@@ -251,7 +251,7 @@ func TestRaw311QoS3PublishClosed(t *testing.T) {
 	b := startBroker(t)
 	rc, _ := v3RawConnect(t, b.TCP311, "qos3")
 	// PUBLISH, QoS bits 11: topic "a", packet id 1, payload "x".
-	rc.sendBytes([]byte{0x36, 0x06, 0x00, 0x01, 'a', 0x00, 0x01, 'x'})
+	rc.SendBytes([]byte{0x36, 0x06, 0x00, 0x01, 'a', 0x00, 0x01, 'x'})
 	raw311ExpectClosedSilently(rc)
 }
 
@@ -264,7 +264,7 @@ func TestRaw311MalformedRemainingLengthClosesOnlyThatConnection(t *testing.T) {
 	bystander.sub("bystander/t", 1)
 
 	rc, _ := v3RawConnect(t, b.TCP311, "malformed")
-	rc.sendBytes([]byte{0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 0x00})
+	rc.SendBytes([]byte{0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 0x00})
 	raw311ExpectClosedSilently(rc)
 
 	bystander.pub("bystander/t", 1, false, "still here")

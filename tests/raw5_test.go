@@ -42,7 +42,7 @@ func TestV5RawTopicAliasZero(t *testing.T) {
 	c, _ := v5Connect(t, b, "v5-raw-alias0")
 	p := &codec.Publish{Topic: "v5/raw/alias", Payload: []byte("x")}
 	p.Properties.SetTopicAlias(0x5A5A)
-	c.sendBytes(v5Patched(t, p, func(b []byte) { v5Replace(t, b, []byte{0x23, 0x5A, 0x5A}, []byte{0x23, 0, 0}) }))
+	c.SendBytes(v5Patched(t, p, func(b []byte) { v5Replace(t, b, []byte{0x23, 0x5A, 0x5A}, []byte{0x23, 0, 0}) }))
 	c.expectDisconnect(codec.TopicAliasInvalid)
 	y.check()
 }
@@ -61,7 +61,7 @@ func TestV5RawTopicAliasAboveMaximum(t *testing.T) {
 			}
 			p := &codec.Publish{Topic: "v5/raw/alias", Payload: []byte("x")}
 			p.Properties.SetTopicAlias(uint16(max + 1))
-			c.send(p)
+			c.Send(p)
 			c.expectDisconnect(codec.TopicAliasInvalid)
 			y.check()
 		})
@@ -76,7 +76,7 @@ func TestV5RawUnknownTopicAlias(t *testing.T) {
 	c, _ := v5Connect(t, b, "v5-raw-alias-unknown")
 	p := &codec.Publish{Topic: "", Payload: []byte("x")}
 	p.Properties.SetTopicAlias(2)
-	c.send(p)
+	c.Send(p)
 	c.expectDisconnect(codec.ProtocolError)
 	y.check()
 }
@@ -92,7 +92,7 @@ func TestV5RawReceiveMaximumExceeded(t *testing.T) {
 		t.Fatalf("Receive Maximum %d (present %v), want 2", v, ok)
 	}
 	for id := uint16(1); id <= 3; id++ {
-		c.send(&codec.Publish{Topic: "v5/raw/rm", QoS: 2, PacketID: id, Payload: []byte("x")})
+		c.Send(&codec.Publish{Topic: "v5/raw/rm", QoS: 2, PacketID: id, Payload: []byte("x")})
 	}
 	c.expectDisconnect(codec.ReceiveMaximumExceeded)
 	y.check()
@@ -107,7 +107,7 @@ func TestV5RawQoSNotSupported(t *testing.T) {
 	if v, ok := ack.Properties.MaximumQoS(); !ok || v != 1 {
 		t.Fatalf("Maximum QoS %d (present %v), want 1 [MQTT-3.2.2-9]", v, ok)
 	}
-	c.send(&codec.Publish{Topic: "v5/raw/qos", QoS: 2, PacketID: 1, Payload: []byte("x")})
+	c.Send(&codec.Publish{Topic: "v5/raw/qos", QoS: 2, PacketID: 1, Payload: []byte("x")})
 	c.expectDisconnect(codec.QoSNotSupported)
 	y.check()
 }
@@ -118,7 +118,7 @@ func TestV5RawRetainNotSupported(t *testing.T) {
 	b := startBroker(t, func(c *config.Config) { c.MQTT.RetainAvailable = false })
 	y := v5NewBystander(t, b)
 	c, _ := v5Connect(t, b, "v5-raw-retain")
-	c.send(&codec.Publish{Topic: "v5/raw/retain", Retain: true, Payload: []byte("x")})
+	c.Send(&codec.Publish{Topic: "v5/raw/retain", Retain: true, Payload: []byte("x")})
 	c.expectDisconnect(codec.RetainNotSupported)
 	y.check()
 }
@@ -131,7 +131,7 @@ func TestV5RawAuthWithoutMethod(t *testing.T) {
 	c, _ := v5Connect(t, b, "v5-raw-auth")
 	a := &codec.Auth{ReasonCode: codec.ContinueAuthentication}
 	a.Properties.SetAuthenticationMethod("SCRAM-SHA-1")
-	c.send(a)
+	c.Send(a)
 	c.expectDisconnect(codec.ProtocolError)
 	y.check()
 }
@@ -143,7 +143,7 @@ func TestV5RawConnectWithAuthenticationMethod(t *testing.T) {
 	b := startBroker(t)
 	y := v5NewBystander(t, b)
 	c := v5Dial(t, b)
-	ack := c.connect("v5-raw-authm", func(p *codec.Connect) {
+	ack := c.Connect("v5-raw-authm", func(p *codec.Connect) {
 		p.Properties.SetAuthenticationMethod("SCRAM-SHA-1")
 		p.Properties.SetAuthenticationData([]byte("client-first"))
 	})
@@ -156,7 +156,7 @@ func TestV5RawConnectWithAuthenticationMethod(t *testing.T) {
 	if _, ok := ack.Properties.AuthenticationMethod(); ok {
 		t.Errorf("Authentication Method in the refusing CONNACK")
 	}
-	if p := c.expectClosed(v5Timeout); p != nil {
+	if p := c.ExpectClosed(v5Timeout); p != nil {
 		t.Errorf("%s after the refusing CONNACK [MQTT-3.14.0-1]", v5Describe([]codec.Packet{p}))
 	}
 	y.check()
@@ -188,7 +188,7 @@ func TestV5RawPacketTooLarge(t *testing.T) {
 	if got := c.receive(); len(got.Payload) != len(fits.Payload) {
 		t.Fatalf("received %d bytes of payload, want %d", len(got.Payload), len(fits.Payload))
 	}
-	c.send(&codec.Publish{Topic: "v5/raw/big", Payload: []byte(strings.Repeat("x", 1500))})
+	c.Send(&codec.Publish{Topic: "v5/raw/big", Payload: []byte(strings.Repeat("x", 1500))})
 	c.expectDisconnect(codec.PacketTooLarge)
 	y.check()
 }
@@ -200,10 +200,10 @@ func TestV5RawUnsupportedProtocolVersion(t *testing.T) {
 	y := v5NewBystander(t, b)
 	c := v5Dial(t, b)
 	connect := &codec.Connect{ProtocolName: "MQTT", Version: codec.V5, CleanStart: true, KeepAlive: 30, ClientID: "v5-raw-v6"}
-	c.sendBytes(v5Patched(t, connect, func(b []byte) {
+	c.SendBytes(v5Patched(t, connect, func(b []byte) {
 		v5Replace(t, b, []byte{0, 4, 'M', 'Q', 'T', 'T', 5}, []byte{0, 4, 'M', 'Q', 'T', 'T', 6})
 	}))
-	p, err := c.readErr(v5Timeout)
+	p, err := c.ReadErr(v5Timeout)
 	if err != nil {
 		t.Fatalf("no CONNACK: %v", err)
 	}
@@ -211,7 +211,7 @@ func TestV5RawUnsupportedProtocolVersion(t *testing.T) {
 	if !ok || ack.ReasonCode != codec.UnsupportedProtocolVersion {
 		t.Fatalf("answer %s, want CONNACK Unsupported Protocol Version [MQTT-3.1.2-2]", v5Describe([]codec.Packet{p}))
 	}
-	if p := c.expectClosed(v5Timeout); p != nil {
+	if p := c.ExpectClosed(v5Timeout); p != nil {
 		t.Errorf("%s after the refusing CONNACK", v5Describe([]codec.Packet{p}))
 	}
 	y.check()
@@ -228,7 +228,7 @@ func TestV5RawSubscriptionIdentifierDisabled(t *testing.T) {
 	}
 	s := &codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "v5/raw/sid", QoS: 1}}}
 	s.Properties.SetSubscriptionIdentifier(5)
-	c.send(s)
+	c.Send(s)
 	c.expectDisconnect(codec.SubscriptionIdentifiersNotSupported)
 	y.check()
 }
@@ -239,7 +239,7 @@ func TestV5RawNoLocalOnSharedSubscription(t *testing.T) {
 	y := v5NewBystander(t, b)
 	c, _ := v5Connect(t, b, "v5-raw-nlshare")
 	s := &codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "$share/g/v5/raw/nl", QoS: 1}}}
-	c.sendBytes(v5Patched(t, s, func(b []byte) { b[len(b)-1] |= 0x04 })) // the options byte of the only filter
+	c.SendBytes(v5Patched(t, s, func(b []byte) { b[len(b)-1] |= 0x04 })) // the options byte of the only filter
 	c.expectDisconnect(codec.ProtocolError)
 	y.check()
 }
@@ -252,7 +252,7 @@ func TestV5RawSubscriptionIdentifierInPublish(t *testing.T) {
 	c, _ := v5Connect(t, b, "v5-raw-pubsid")
 	p := &codec.Publish{Topic: "v5/raw/pubsid", Payload: []byte("x")}
 	p.Properties.SetSubscriptionIdentifier(3)
-	c.send(p)
+	c.Send(p)
 	c.expectDisconnect(codec.ProtocolError)
 	y.check()
 }
@@ -262,7 +262,7 @@ func TestV5RawSecondConnect(t *testing.T) {
 	b := startBroker(t)
 	y := v5NewBystander(t, b)
 	c, _ := v5Connect(t, b, "v5-raw-twice")
-	c.send(&codec.Connect{ProtocolName: "MQTT", Version: codec.V5, CleanStart: true, KeepAlive: 30, ClientID: "v5-raw-twice"})
+	c.Send(&codec.Connect{ProtocolName: "MQTT", Version: codec.V5, CleanStart: true, KeepAlive: 30, ClientID: "v5-raw-twice"})
 	c.expectDisconnect(codec.ProtocolError)
 	y.check()
 }

@@ -73,7 +73,7 @@ func secDial(t *testing.T, b *testBroker, v codec.Version, id string) *v5Client 
 func secConnect(t *testing.T, b *testBroker, v codec.Version, id string, mutate ...func(*codec.Connect)) *v5Client {
 	t.Helper()
 	c := secDial(t, b, v, id)
-	if ack := c.connect(id, mutate...); ack.ReasonCode != codec.Success {
+	if ack := c.Connect(id, mutate...); ack.ReasonCode != codec.Success {
 		t.Fatalf("%s (%s): CONNACK %s, want accepted", id, v, ack.ReasonCode)
 	}
 	return c
@@ -85,11 +85,11 @@ func secConnect(t *testing.T, b *testBroker, v codec.Version, id string, mutate 
 func secRefused(t *testing.T, b *testBroker, v codec.Version, id string, want codec.ReasonCode, mutate ...func(*codec.Connect)) {
 	t.Helper()
 	c := secDial(t, b, v, id)
-	ack := c.connect(id, mutate...)
+	ack := c.Connect(id, mutate...)
 	if ack.ReasonCode != want || ack.SessionPresent {
 		t.Fatalf("%s (%s): CONNACK %s session present %v, want %s", id, v, ack.ReasonCode, ack.SessionPresent, want)
 	}
-	c.expectClosed(v5Timeout)
+	c.ExpectClosed(v5Timeout)
 }
 
 // secBystander is a client connected before the refusals, whose service must go on.
@@ -173,12 +173,12 @@ func TestSecurityConnectRate(t *testing.T) {
 	accepted, refused := 0, 0
 	for i := 0; i < 6 && refused == 0; i++ {
 		c := secDial(t, b, codec.V5, fmt.Sprintf("burst-%d", i))
-		switch ack := c.connect(c.id); ack.ReasonCode {
+		switch ack := c.Connect(c.id); ack.ReasonCode {
 		case codec.Success:
 			accepted++
 		case codec.ConnectionRateExceeded:
 			refused++
-			c.expectClosed(v5Timeout)
+			c.ExpectClosed(v5Timeout)
 		default:
 			t.Fatalf("CONNACK %s", ack.ReasonCode)
 		}
@@ -294,7 +294,7 @@ func TestSecurityACL(t *testing.T) {
 	a.sub("users/alice/#", 1)
 	a.drop()
 	m := secDial(t, b, codec.V5, "shared-id")
-	if ack := m.connect("shared-id", secLogin("mallory", "m"), v5Resume, v5Expiry(0)); ack.ReasonCode != codec.Success || ack.SessionPresent {
+	if ack := m.Connect("shared-id", secLogin("mallory", "m"), v5Resume, v5Expiry(0)); ack.ReasonCode != codec.Success || ack.SessionPresent {
 		t.Fatalf("mallory on alice's client id: %s session present %v, want a fresh session", ack.ReasonCode, ack.SessionPresent)
 	}
 	alice := secConnect(t, b, codec.V5, "alice-2", secLogin("alice", "a"))
@@ -334,8 +334,8 @@ func TestSecurityPublishRateV5(t *testing.T) {
 	c := secConnect(t, b, codec.V5, "flood")
 	quota := 0
 	for i := 1; i <= 40; i++ {
-		c.send(&codec.Publish{Topic: "flood/x", QoS: 1, PacketID: uint16(i), Payload: []byte("x")})
-		p := c.read()
+		c.Send(&codec.Publish{Topic: "flood/x", QoS: 1, PacketID: uint16(i), Payload: []byte("x")})
+		p := c.Read()
 		if d, ok := p.(*codec.Disconnect); ok {
 			if d.ReasonCode != codec.MessageRateTooHigh {
 				t.Fatalf("DISCONNECT %s, want 0x96 Message rate too high", d.ReasonCode)
@@ -343,7 +343,7 @@ func TestSecurityPublishRateV5(t *testing.T) {
 			if quota == 0 {
 				t.Error("disconnected without first being told 0x97 Quota exceeded")
 			}
-			c.expectClosed(v5Timeout)
+			c.ExpectClosed(v5Timeout)
 			by.check()
 			return
 		}
@@ -371,7 +371,7 @@ func TestSecurityPublishRateV311(t *testing.T) {
 	start := time.Now()
 	const n = 40 // a burst of 20, then 20 at 20/s: about a second
 	for i := 0; i < n; i++ {
-		pub.send(&codec.Publish{Topic: "slow/x", Payload: []byte{byte(i)}})
+		pub.Send(&codec.Publish{Topic: "slow/x", Payload: []byte{byte(i)}})
 	}
 	for i := 0; i < n; i++ {
 		if p := sub.expectPublish(); p.Payload[0] != byte(i) {
@@ -460,8 +460,8 @@ func TestSecurityTLSAndMutualTLS(t *testing.T) {
 	}
 	// Plain MQTT to the TLS port: no CONNACK, the connection is closed.
 	raw := dialRaw(t, tlsAddr, codec.V311)
-	raw.send(&codec.Connect{ProtocolName: "MQTT", Version: codec.V311, CleanStart: true, KeepAlive: 30, ClientID: "plain"})
-	if p := raw.expectClosed(v5Timeout); p != nil {
+	raw.Send(&codec.Connect{ProtocolName: "MQTT", Version: codec.V311, CleanStart: true, KeepAlive: 30, ClientID: "plain"})
+	if p := raw.ExpectClosed(v5Timeout); p != nil {
 		t.Errorf("plain TCP to a TLS port got %T", p)
 	}
 
@@ -546,13 +546,13 @@ func TestSecurityAuthSCRAM(t *testing.T) {
 	scram := func(id, password string) (*v5Client, *codec.Connack) {
 		c := secDial(t, b, codec.V5, id)
 		sc := &auth.SCRAMClient{User: "alice", Password: password}
-		c.send(&codec.Connect{ProtocolName: "MQTT", Version: codec.V5, CleanStart: true, KeepAlive: 30, ClientID: id,
+		c.Send(&codec.Connect{ProtocolName: "MQTT", Version: codec.V5, CleanStart: true, KeepAlive: 30, ClientID: id,
 			Properties: v5Props(func(p *codec.Properties) {
 				p.SetAuthenticationMethod("SCRAM-SHA-256")
 				p.SetAuthenticationData(sc.First())
 			})})
 		// The broker asks for more with AUTH 0x18 and the same method [MQTT-4.12.0-2] [MQTT-4.12.0-5].
-		a, ok := c.read().(*codec.Auth)
+		a, ok := c.Read().(*codec.Auth)
 		if !ok || a.ReasonCode != codec.ContinueAuthentication {
 			t.Fatalf("%s: want AUTH 0x18, got %+v", id, a)
 		}
@@ -564,11 +564,11 @@ func TestSecurityAuthSCRAM(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.send(&codec.Auth{ReasonCode: codec.ContinueAuthentication, Properties: v5Props(func(p *codec.Properties) { // [MQTT-4.12.0-3]
+		c.Send(&codec.Auth{ReasonCode: codec.ContinueAuthentication, Properties: v5Props(func(p *codec.Properties) { // [MQTT-4.12.0-3]
 			p.SetAuthenticationMethod("SCRAM-SHA-256")
 			p.SetAuthenticationData(final)
 		})})
-		ack, ok := c.read().(*codec.Connack)
+		ack, ok := c.Read().(*codec.Connack)
 		if !ok {
 			t.Fatalf("%s: want CONNACK", id)
 		}
@@ -595,7 +595,7 @@ func TestSecurityAuthSCRAM(t *testing.T) {
 	// exchange, ended by AUTH 0x00.
 	reauth := func(c *v5Client, password string) codec.Packet {
 		sc := &auth.SCRAMClient{User: "alice", Password: password}
-		c.send(&codec.Auth{ReasonCode: codec.ReAuthenticate, Properties: v5Props(func(p *codec.Properties) {
+		c.Send(&codec.Auth{ReasonCode: codec.ReAuthenticate, Properties: v5Props(func(p *codec.Properties) {
 			p.SetAuthenticationMethod("SCRAM-SHA-256")
 			p.SetAuthenticationData(sc.First())
 		})})
@@ -605,11 +605,11 @@ func TestSecurityAuthSCRAM(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.send(&codec.Auth{ReasonCode: codec.ContinueAuthentication, Properties: v5Props(func(p *codec.Properties) {
+		c.Send(&codec.Auth{ReasonCode: codec.ContinueAuthentication, Properties: v5Props(func(p *codec.Properties) {
 			p.SetAuthenticationMethod("SCRAM-SHA-256")
 			p.SetAuthenticationData(final)
 		})})
-		p := c.read()
+		p := c.Read()
 		if a, ok := p.(*codec.Auth); ok && a.ReasonCode == codec.Success {
 			data, _ := a.Properties.AuthenticationData()
 			if err := sc.Verify(data); err != nil {
@@ -627,13 +627,13 @@ func TestSecurityAuthSCRAM(t *testing.T) {
 	if d, ok := reauth(c2, "crayon").(*codec.Disconnect); !ok || d.ReasonCode < 0x80 {
 		t.Fatalf("re-authentication with a wrong password: %+v, want DISCONNECT [MQTT-4.12.1-2]", d)
 	}
-	c2.expectClosed(v5Timeout)
+	c2.ExpectClosed(v5Timeout)
 
 	bad, ack := scram("scram-bad", "crayon")
 	if ack.ReasonCode < 0x80 {
 		t.Fatalf("SCRAM with a wrong password: %s", ack.ReasonCode)
 	}
-	bad.expectClosed(v5Timeout) // [MQTT-4.12.0-4]
+	bad.ExpectClosed(v5Timeout) // [MQTT-4.12.0-4]
 
 	// A method the broker does not offer [MQTT-4.12.0-1].
 	secRefused(t, b, codec.V5, "kerberos", codec.BadAuthenticationMethod, func(p *codec.Connect) {
@@ -642,7 +642,7 @@ func TestSecurityAuthSCRAM(t *testing.T) {
 	// Without a method, no AUTH from the broker [MQTT-4.12.0-6]; AUTH from the client is a
 	// protocol error [MQTT-4.12.0-7].
 	plain := secConnect(t, b, codec.V5, "plain", secLogin("alice", "pencil"))
-	plain.send(&codec.Auth{ReasonCode: codec.ContinueAuthentication})
+	plain.Send(&codec.Auth{ReasonCode: codec.ContinueAuthentication})
 	plain.expectDisconnect(codec.ProtocolError)
 	by.check()
 }

@@ -16,14 +16,14 @@ import (
 func TestRouterShardRestartKeepsSubscriptionsAndRetained(t *testing.T) {
 	b, base := consoleBroker(t, chaosOn(""))
 	sub := dialRaw(t, b.TCP311, codec.V311)
-	sub.connect("survivor")
+	sub.Connect("survivor")
 	v3Subscribe(sub, 1, "r/#", 1)
 	pub := dialRaw(t, b.TCP311, codec.V311)
-	pub.connect("publisher")
+	pub.Connect("publisher")
 	const topics = 8 // spread over the shards
 	for i := range topics {
-		pub.send(&codec.Publish{QoS: 1, PacketID: uint16(i + 1), Retain: true, Topic: fmt.Sprintf("r/%d", i), Payload: []byte("kept")})
-		pub.read()
+		pub.Send(&codec.Publish{QoS: 1, PacketID: uint16(i + 1), Retain: true, Topic: fmt.Sprintf("r/%d", i), Payload: []byte("kept")})
+		pub.Read()
 		v3ReadPublish(sub)
 	}
 
@@ -40,8 +40,8 @@ func TestRouterShardRestartKeepsSubscriptionsAndRetained(t *testing.T) {
 
 	// Live routing still reaches the subscription registered before the restarts.
 	for i := range topics {
-		pub.send(&codec.Publish{QoS: 1, PacketID: uint16(100 + i), Topic: fmt.Sprintf("r/%d", i), Payload: []byte("live")})
-		if ack, ok := pub.read().(*codec.Puback); !ok || ack.PacketID != uint16(100+i) {
+		pub.Send(&codec.Publish{QoS: 1, PacketID: uint16(100 + i), Topic: fmt.Sprintf("r/%d", i), Payload: []byte("live")})
+		if ack, ok := pub.Read().(*codec.Puback); !ok || ack.PacketID != uint16(100+i) {
 			t.Fatalf("publish %d after the restarts: %+v", i, ack)
 		}
 		if m := v3ReadPublish(sub); string(m.Payload) != "live" {
@@ -50,7 +50,7 @@ func TestRouterShardRestartKeepsSubscriptionsAndRetained(t *testing.T) {
 	}
 	// The retained messages survived: a new subscriber gets all of them.
 	late := dialRaw(t, b.TCP311, codec.V311)
-	late.connect("late")
+	late.Connect("late")
 	v3Subscribe(late, 1, "r/#", 0)
 	got := map[string]bool{}
 	for range topics {
@@ -75,12 +75,12 @@ func TestRouterShardRestartKeepsSubscriptionsAndRetained(t *testing.T) {
 func TestStoppedShardAndListenerAreHealed(t *testing.T) {
 	b, base := consoleBroker(t, chaosOn(""))
 	sub := dialRaw(t, b.TCP311, codec.V311)
-	sub.connect("healed")
+	sub.Connect("healed")
 	v3Subscribe(sub, 1, "h/#", 1)
 	pub := dialRaw(t, b.TCP311, codec.V311)
-	pub.connect("publisher")
-	pub.send(&codec.Publish{QoS: 1, PacketID: 1, Retain: true, Topic: "h/kept", Payload: []byte("r")})
-	pub.read()
+	pub.Connect("publisher")
+	pub.Send(&codec.Publish{QoS: 1, PacketID: 1, Retain: true, Topic: "h/kept", Payload: []byte("r")})
+	pub.Read()
 	v3ReadPublish(sub)
 
 	for i := range b.Cfg.Router.Shards {
@@ -94,15 +94,15 @@ func TestStoppedShardAndListenerAreHealed(t *testing.T) {
 			return code == 200 && a.MessagesProcessed < before.MessagesProcessed+1 && a.Kind == "router shard"
 		})
 	}
-	pub.send(&codec.Publish{QoS: 1, PacketID: 2, Topic: "h/live", Payload: []byte("l")})
-	if ack, ok := pub.read().(*codec.Puback); !ok || ack.PacketID != 2 {
+	pub.Send(&codec.Publish{QoS: 1, PacketID: 2, Topic: "h/live", Payload: []byte("l")})
+	if ack, ok := pub.Read().(*codec.Puback); !ok || ack.PacketID != 2 {
 		t.Fatalf("publish after the shards were healed: %+v", ack)
 	}
 	if m := v3ReadPublish(sub); string(m.Payload) != "l" {
 		t.Fatalf("subscriber got %q", m.Payload)
 	}
 	late := dialRaw(t, b.TCP311, codec.V311)
-	late.connect("late")
+	late.Connect("late")
 	v3Subscribe(late, 1, "h/#", 0)
 	if m := v3ReadPublish(late); m.Topic != "h/kept" || !m.Retain {
 		t.Errorf("retained after heal: %s retain=%v", m.Topic, m.Retain)
@@ -127,12 +127,12 @@ func TestRestartBudgetExhaustedShardIsHealed(t *testing.T) {
 		c.Router.Shards = 1
 	})
 	sub := dialRaw(t, b.TCP311, codec.V311)
-	sub.connect("budget-sub")
+	sub.Connect("budget-sub")
 	v3Subscribe(sub, 1, "b/#", 1)
 	pub := dialRaw(t, b.TCP311, codec.V311)
-	pub.connect("budget-pub")
-	pub.send(&codec.Publish{QoS: 1, PacketID: 1, Retain: true, Topic: "b/kept", Payload: []byte("r")})
-	pub.read()
+	pub.Connect("budget-pub")
+	pub.Send(&codec.Publish{QoS: 1, PacketID: 1, Retain: true, Topic: "b/kept", Payload: []byte("r")})
+	pub.Read()
 	v3ReadPublish(sub)
 
 	kill := base + "/api/v1/actors/" + url.PathEscape("router/shard-0") + "/kill?mode=panic"
@@ -147,15 +147,15 @@ func TestRestartBudgetExhaustedShardIsHealed(t *testing.T) {
 		})
 		time.Sleep(50 * time.Millisecond)
 	}
-	pub.send(&codec.Publish{QoS: 1, PacketID: 2, Topic: "b/live", Payload: []byte("l")})
-	if ack, ok := pub.read().(*codec.Puback); !ok || ack.PacketID != 2 {
+	pub.Send(&codec.Publish{QoS: 1, PacketID: 2, Topic: "b/live", Payload: []byte("l")})
+	if ack, ok := pub.Read().(*codec.Puback); !ok || ack.PacketID != 2 {
 		t.Fatalf("publish after the budget ran out: %+v", ack)
 	}
 	if m := v3ReadPublish(sub); string(m.Payload) != "l" {
 		t.Fatalf("subscriber got %q", m.Payload)
 	}
 	late := dialRaw(t, b.TCP311, codec.V311)
-	late.connect("budget-late")
+	late.Connect("budget-late")
 	v3Subscribe(late, 1, "b/#", 0)
 	if m := v3ReadPublish(late); m.Topic != "b/kept" {
 		t.Errorf("retained after the budget ran out: %s", m.Topic)

@@ -177,7 +177,7 @@ func (c *v3Client) collect(quiet time.Duration) []v3Msg {
 func v3RawConnect(t testing.TB, addr, clientID string, mutate ...func(*codec.Connect)) (*rawClient, *codec.Connack) {
 	t.Helper()
 	rc := dialRaw(t, addr, codec.V311)
-	ack := rc.connect(clientID, mutate...)
+	ack := rc.Connect(clientID, mutate...)
 	if ack.ReasonCode != codec.ConnAccepted {
 		t.Fatalf("client %q refused: CONNACK 0x%02X", clientID, byte(ack.ReasonCode))
 	}
@@ -188,48 +188,48 @@ func v3NotClean(c *codec.Connect) { c.CleanStart = false }
 
 // v3Subscribe sends a SUBSCRIBE for one filter and checks the SUBACK.
 func v3Subscribe(rc *rawClient, id uint16, filter string, qos byte) {
-	rc.t.Helper()
-	rc.send(&codec.Subscribe{PacketID: id, Subscriptions: []codec.Subscription{{Filter: filter, QoS: qos}}})
-	ack, ok := rc.read().(*codec.Suback)
+	rc.T.Helper()
+	rc.Send(&codec.Subscribe{PacketID: id, Subscriptions: []codec.Subscription{{Filter: filter, QoS: qos}}})
+	ack, ok := rc.Read().(*codec.Suback)
 	if !ok {
-		rc.t.Fatalf("expected SUBACK")
+		rc.T.Fatalf("expected SUBACK")
 	}
 	if ack.PacketID != id || len(ack.ReasonCodes) != 1 || ack.ReasonCodes[0] != codec.ReasonCode(qos) {
-		rc.t.Fatalf("SUBACK = %+v, want packet id %d granting QoS %d", ack, id, qos)
+		rc.T.Fatalf("SUBACK = %+v, want packet id %d granting QoS %d", ack, id, qos)
 	}
 }
 
 // v3ReadPublish reads the next packet and fails unless it is a PUBLISH.
 func v3ReadPublish(rc *rawClient) *codec.Publish {
-	rc.t.Helper()
-	p := rc.read()
+	rc.T.Helper()
+	p := rc.Read()
 	pub, ok := p.(*codec.Publish)
 	if !ok {
-		rc.t.Fatalf("expected PUBLISH, got %T %+v", p, p)
+		rc.T.Fatalf("expected PUBLISH, got %T %+v", p, p)
 	}
 	return pub
 }
 
 // v3ExpectSilence asserts that nothing arrives on rc within d and the connection stays open.
 func v3ExpectSilence(rc *rawClient, d time.Duration) {
-	rc.t.Helper()
-	p, err := rc.readErr(d)
+	rc.T.Helper()
+	p, err := rc.ReadErr(d)
 	var ne net.Error
 	switch {
 	case err == nil:
-		rc.t.Fatalf("unexpected %T %+v", p, p)
+		rc.T.Fatalf("unexpected %T %+v", p, p)
 	case !errors.As(err, &ne) || !ne.Timeout():
-		rc.t.Fatalf("connection ended while waiting: %v", err)
+		rc.T.Fatalf("connection ended while waiting: %v", err)
 	}
 }
 
 // v3Disconnect sends DISCONNECT and waits for the broker to close the socket, so that the
 // session has seen the end of the connection before the test goes on.
 func v3Disconnect(rc *rawClient) {
-	rc.t.Helper()
-	rc.send(&codec.Disconnect{})
-	if p := rc.expectClosed(v3Wait); p != nil {
-		rc.t.Fatalf("unexpected %T before close", p)
+	rc.T.Helper()
+	rc.Send(&codec.Disconnect{})
+	if p := rc.ExpectClosed(v3Wait); p != nil {
+		rc.T.Fatalf("unexpected %T before close", p)
 	}
 }
 
@@ -240,7 +240,7 @@ func v3Disconnect(rc *rawClient) {
 func TestV311ConnectAccepted(t *testing.T) {
 	b := startBroker(t)
 	rc := dialRaw(t, b.TCP311, codec.V311)
-	ack := rc.connect("accepted")
+	ack := rc.Connect("accepted")
 	if ack.ReasonCode != codec.ConnAccepted {
 		t.Fatalf("CONNACK return code 0x%02X, want 0", byte(ack.ReasonCode))
 	}
@@ -376,7 +376,7 @@ func TestV311RedeliveryOfUnackedQoS1WithDup(t *testing.T) {
 	if first.QoS != 1 || first.Dup || string(first.Payload) != "ack me" {
 		t.Fatalf("first delivery %+v, want QoS 1, DUP 0, payload %q", first, "ack me")
 	}
-	_ = sub.conn.Close() // gone without PUBACK
+	_ = sub.Conn.Close() // gone without PUBACK
 
 	again, ack := v3RawConnect(t, b.TCP311, "redeliver", v3NotClean)
 	if !ack.SessionPresent {
@@ -386,7 +386,7 @@ func TestV311RedeliveryOfUnackedQoS1WithDup(t *testing.T) {
 	if re.PacketID != first.PacketID || !re.Dup || re.QoS != 1 || string(re.Payload) != "ack me" || re.Topic != "redeliver/t" {
 		t.Fatalf("redelivery %+v, want packet id %d with DUP 1, QoS 1, same topic and payload", re, first.PacketID)
 	}
-	again.send(&codec.Puback{PacketID: re.PacketID})
+	again.Send(&codec.Puback{PacketID: re.PacketID})
 	v3ExpectSilence(again, v3Quiet) // acknowledged: not sent a third time
 }
 
@@ -429,7 +429,7 @@ func TestV311QoS2ExactlyOnce(t *testing.T) {
 
 	expectAck := func(want codec.PacketType) {
 		t.Helper()
-		p := pub.read()
+		p := pub.Read()
 		var id uint16
 		switch a := p.(type) {
 		case *codec.Pubrec:
@@ -441,11 +441,11 @@ func TestV311QoS2ExactlyOnce(t *testing.T) {
 			t.Fatalf("got %T %+v, want %v for packet id 7", p, p, want)
 		}
 	}
-	pub.send(&codec.Publish{QoS: 2, Topic: "once/t", PacketID: 7, Payload: []byte("once")})
+	pub.Send(&codec.Publish{QoS: 2, Topic: "once/t", PacketID: 7, Payload: []byte("once")})
 	expectAck(codec.TypePubrec)
-	pub.send(&codec.Publish{QoS: 2, Dup: true, Topic: "once/t", PacketID: 7, Payload: []byte("once")})
+	pub.Send(&codec.Publish{QoS: 2, Dup: true, Topic: "once/t", PacketID: 7, Payload: []byte("once")})
 	expectAck(codec.TypePubrec)
-	pub.send(&codec.Pubrel{PacketID: 7})
+	pub.Send(&codec.Pubrel{PacketID: 7})
 	expectAck(codec.TypePubcomp)
 
 	if m := sub.next(); m.Payload != "once" || m.QoS != 2 {
@@ -454,9 +454,9 @@ func TestV311QoS2ExactlyOnce(t *testing.T) {
 	sub.none(v3Quiet)
 
 	// The exchange is complete: packet id 7 now starts a new message.
-	pub.send(&codec.Publish{QoS: 2, Topic: "once/t", PacketID: 7, Payload: []byte("twice")})
+	pub.Send(&codec.Publish{QoS: 2, Topic: "once/t", PacketID: 7, Payload: []byte("twice")})
 	expectAck(codec.TypePubrec)
-	pub.send(&codec.Pubrel{PacketID: 7})
+	pub.Send(&codec.Pubrel{PacketID: 7})
 	expectAck(codec.TypePubcomp)
 	if m := sub.next(); m.Payload != "twice" {
 		t.Fatalf("got %+v, want the new message %q", m, "twice")
@@ -666,8 +666,8 @@ func TestV311UnsubscribeStopsDelivery(t *testing.T) {
 		t.Fatalf("got %q before unsubscribing", p.Payload)
 	}
 
-	rc.send(&codec.Unsubscribe{PacketID: 0x1234, Filters: []string{"unsub/t"}})
-	p := rc.read()
+	rc.Send(&codec.Unsubscribe{PacketID: 0x1234, Filters: []string{"unsub/t"}})
+	p := rc.Read()
 	ack, ok := p.(*codec.Unsuback)
 	if !ok || ack.PacketID != 0x1234 {
 		t.Fatalf("got %T %+v, want UNSUBACK with packet id 0x1234", p, p)
@@ -688,7 +688,7 @@ func TestV311WillPublishedOnAbnormalClose(t *testing.T) {
 		c.Will = &codec.Will{Topic: "will/t", Payload: []byte("gone"), QoS: 1}
 	})
 	sub.none(v3Quiet) // nothing while the owner is connected
-	_ = rc.conn.Close()
+	_ = rc.Conn.Close()
 	m := sub.next()
 	if m.Topic != "will/t" || m.Payload != "gone" || m.QoS != 1 || m.Retained {
 		t.Fatalf("got %+v, want the will %q at QoS 1, RETAIN 0 [MQTT-3.1.2-16]", m, "gone")
@@ -712,7 +712,7 @@ func TestV311StateSurvivesWillPublication(t *testing.T) {
 	rc, _ := v3RawConnect(t, b.TCP311, "survive-owner", func(c *codec.Connect) {
 		c.Will = &codec.Will{Topic: "survive/will", Payload: []byte("bye")}
 	})
-	_ = rc.conn.Close()
+	_ = rc.Conn.Close()
 	if m := sub.next(); m.Payload != "bye" {
 		t.Fatalf("got %+v, want the will", m)
 	}
@@ -748,7 +748,7 @@ func TestV311WillRetain(t *testing.T) {
 	rc, _ := v3RawConnect(t, b.TCP311, "willret-owner", func(c *codec.Connect) {
 		c.Will = &codec.Will{Topic: "willret/t", Payload: []byte("last words"), QoS: 1, Retain: true}
 	})
-	_ = rc.conn.Close()
+	_ = rc.Conn.Close()
 	waitFor(t, v3Wait, "the will to be retained", func() bool { return b.Stats().Retained.Load() == 1 })
 	sub := v3Connect(t, "tcp://"+b.TCP311, "willret-sub")
 	sub.sub("willret/t", 1)
@@ -771,7 +771,7 @@ func TestV311KeepAliveTimeoutPublishesWill(t *testing.T) {
 		c.Will = &codec.Will{Topic: "ka/will", Payload: []byte("timed out")}
 	})
 	start := time.Now()
-	if p := rc.expectClosed(3 * time.Second); p != nil {
+	if p := rc.ExpectClosed(3 * time.Second); p != nil {
 		t.Fatalf("unexpected %T before close", p)
 	}
 	if d := time.Since(start); d < time.Second {
@@ -789,8 +789,8 @@ func TestV311PingreqPingresp(t *testing.T) {
 	rc, _ := v3RawConnect(t, b.TCP311, "pinger", func(c *codec.Connect) { c.KeepAlive = 1 })
 	end := time.Now().Add(2500 * time.Millisecond)
 	for n := 0; time.Now().Before(end); n++ {
-		rc.send(&codec.Pingreq{})
-		p, err := rc.readErr(time.Second)
+		rc.Send(&codec.Pingreq{})
+		p, err := rc.ReadErr(time.Second)
 		if err != nil {
 			t.Fatalf("ping %d: %v", n, err)
 		}
@@ -814,7 +814,7 @@ func TestV311SessionTakeover(t *testing.T) {
 	if !ack.SessionPresent {
 		t.Fatal("takeover: Session Present = 0, want 1")
 	}
-	if p := first.expectClosed(v3Wait); p != nil {
+	if p := first.ExpectClosed(v3Wait); p != nil {
 		t.Fatalf("first connection got %T before being closed", p)
 	}
 	pub := v3Connect(t, "tcp://"+b.TCP311, "taken-pub")
@@ -823,10 +823,10 @@ func TestV311SessionTakeover(t *testing.T) {
 	if string(p.Payload) != "to the new owner" {
 		t.Fatalf("got %q", p.Payload)
 	}
-	second.send(&codec.Puback{PacketID: p.PacketID})
+	second.Send(&codec.Puback{PacketID: p.PacketID})
 	// The second connection is undisturbed.
-	second.send(&codec.Pingreq{})
-	if _, ok := second.read().(*codec.Pingresp); !ok {
+	second.Send(&codec.Pingreq{})
+	if _, ok := second.Read().(*codec.Pingresp); !ok {
 		t.Fatal("expected PINGRESP on the new connection")
 	}
 }
@@ -885,7 +885,7 @@ func TestV311SlowConsumerQueueLimit(t *testing.T) {
 	}
 	var got []string
 	for {
-		p, err := rc.readErr(v3Quiet)
+		p, err := rc.ReadErr(v3Quiet)
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -898,7 +898,7 @@ func TestV311SlowConsumerQueueLimit(t *testing.T) {
 			t.Fatalf("got %T, want PUBLISH", p)
 		}
 		got = append(got, string(pp.Payload))
-		rc.send(&codec.Puback{PacketID: pp.PacketID})
+		rc.Send(&codec.Puback{PacketID: pp.PacketID})
 	}
 	if len(got) != limit {
 		t.Fatalf("received %d queued messages %v, want max_queued_messages = %d", len(got), got, limit)

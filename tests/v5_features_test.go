@@ -425,7 +425,7 @@ func TestV5ReceiveMaximumTowardClient(t *testing.T) {
 	got = append(got, sub.expectPublish(), sub.expectPublish())
 	sub.quiet(v5Quiet) // a third would exceed Receive Maximum 2 [MQTT-3.3.4-9]
 
-	sub.send(&codec.Pingreq{}) // still answered [MQTT-3.3.4-10]
+	sub.Send(&codec.Pingreq{}) // still answered [MQTT-3.3.4-10]
 	v5Await(sub, "PINGRESP", func(*codec.Pingresp) bool { return true })
 
 	for received := 2; received < 5; received++ {
@@ -522,9 +522,9 @@ func TestV5PublishPropertiesForwarded(t *testing.T) {
 
 // pub2 publishes a prepared message that has subscribers.
 func (c *v5Client) pub2(p *codec.Publish) {
-	c.t.Helper()
+	c.T.Helper()
 	if code := c.publish(p); code != codec.Success {
-		c.t.Fatalf("%s: publish to %q: %s, want Success", c.id, p.Topic, code)
+		c.T.Fatalf("%s: publish to %q: %s, want Success", c.id, p.Topic, code)
 	}
 }
 
@@ -625,10 +625,10 @@ func TestV5UnsubscribeReasonCodes(t *testing.T) {
 func TestV5SubackInvalidTopicFilter(t *testing.T) {
 	b := startBroker(t)
 	c, _ := v5Connect(t, b, "v5-badfilter")
-	c.send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{
+	c.Send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{
 		{Filter: "v5/good", QoS: 1}, {Filter: "a/#/b", QoS: 1},
 	}})
-	p, err := c.readErr(v5Timeout)
+	p, err := c.ReadErr(v5Timeout)
 	if err != nil {
 		t.Fatalf("no answer to SUBSCRIBE: %v", err)
 	}
@@ -643,7 +643,7 @@ func TestV5SubackInvalidTopicFilter(t *testing.T) {
 		if p.ReasonCode != codec.MalformedPacket && p.ReasonCode != codec.ProtocolError && p.ReasonCode != codec.TopicFilterInvalid {
 			t.Fatalf("DISCONNECT %s, want 0x81, 0x82 or 0x8F", p.ReasonCode)
 		}
-		c.expectClosed(v5Timeout)
+		c.ExpectClosed(v5Timeout)
 	default:
 		t.Fatalf("answer %s to SUBSCRIBE", v5Describe([]codec.Packet{p}))
 	}
@@ -654,8 +654,8 @@ func TestV5SubackInvalidTopicFilter(t *testing.T) {
 // close. It returns whether the connection is still open.
 func v5ExpectRefused(t *testing.T, c *v5Client, filter string, code codec.ReasonCode) bool {
 	t.Helper()
-	c.send(&codec.Subscribe{PacketID: c.nextID(), Subscriptions: []codec.Subscription{{Filter: filter, QoS: 1}}})
-	p, err := c.readErr(v5Timeout)
+	c.Send(&codec.Subscribe{PacketID: c.nextID(), Subscriptions: []codec.Subscription{{Filter: filter, QoS: 1}}})
+	p, err := c.ReadErr(v5Timeout)
 	if err != nil {
 		t.Fatalf("no answer to SUBSCRIBE %q: %v", filter, err)
 	}
@@ -669,7 +669,7 @@ func v5ExpectRefused(t *testing.T, c *v5Client, filter string, code codec.Reason
 		if p.ReasonCode != code {
 			t.Fatalf("DISCONNECT %s for %q, want %s", p.ReasonCode, filter, code)
 		}
-		c.expectClosed(v5Timeout)
+		c.ExpectClosed(v5Timeout)
 		return false
 	}
 	t.Fatalf("answer %s to SUBSCRIBE %q", v5Describe([]codec.Packet{p}), filter)

@@ -52,7 +52,7 @@ func v5Connect(t testing.TB, b *testBroker, clientID string, mutate ...func(*cod
 	t.Helper()
 	c := v5Dial(t, b)
 	c.id = clientID
-	ack := c.connect(clientID, mutate...)
+	ack := c.Connect(clientID, mutate...)
 	if ack.ReasonCode != codec.Success {
 		reason, _ := ack.Properties.ReasonString()
 		t.Fatalf("CONNACK for %q: %s (%q), want Success", clientID, ack.ReasonCode, reason)
@@ -112,7 +112,7 @@ func v5Short(b []byte) string {
 // packets read earlier or from the socket; other packets are queued. It fails the test after
 // v5Timeout or when the connection ends.
 func v5Await[T codec.Packet](c *v5Client, what string, match func(T) bool) T {
-	c.t.Helper()
+	c.T.Helper()
 	for i, p := range c.pending {
 		if v, ok := p.(T); ok && (match == nil || match(v)) {
 			c.pending = slices.Delete(c.pending, i, i+1)
@@ -121,9 +121,9 @@ func v5Await[T codec.Packet](c *v5Client, what string, match func(T) bool) T {
 	}
 	deadline := time.Now().Add(v5Timeout)
 	for {
-		p, err := c.readErr(time.Until(deadline))
+		p, err := c.ReadErr(time.Until(deadline))
 		if err != nil {
-			c.t.Fatalf("%s: waiting for %s: %v (received meanwhile: %s)", c.id, what, err, v5Describe(c.pending))
+			c.T.Fatalf("%s: waiting for %s: %v (received meanwhile: %s)", c.id, what, err, v5Describe(c.pending))
 		}
 		if v, ok := p.(T); ok && (match == nil || match(v)) {
 			return v
@@ -134,17 +134,17 @@ func v5Await[T codec.Packet](c *v5Client, what string, match func(T) bool) T {
 
 // quiet asserts that nothing arrives within d and nothing unexpected is queued.
 func (c *v5Client) quiet(d time.Duration) {
-	c.t.Helper()
+	c.T.Helper()
 	if len(c.pending) > 0 {
-		c.t.Fatalf("%s: unexpected %s", c.id, v5Describe(c.pending))
+		c.T.Fatalf("%s: unexpected %s", c.id, v5Describe(c.pending))
 	}
-	p, err := c.readErr(d)
+	p, err := c.ReadErr(d)
 	if err == nil {
-		c.t.Fatalf("%s: unexpected %s within %v", c.id, v5Describe([]codec.Packet{p}), d)
+		c.T.Fatalf("%s: unexpected %s within %v", c.id, v5Describe([]codec.Packet{p}), d)
 	}
 	var ne net.Error
 	if !errors.As(err, &ne) || !ne.Timeout() {
-		c.t.Fatalf("%s: connection ended while expecting silence: %v", c.id, err)
+		c.T.Fatalf("%s: connection ended while expecting silence: %v", c.id, err)
 	}
 }
 
@@ -159,36 +159,36 @@ func (c *v5Client) nextID() uint16 {
 // subscribe sends one SUBSCRIBE (props may set its properties) and returns the SUBACK, which
 // must carry one reason code per filter [MQTT-3.8.4-6].
 func (c *v5Client) subscribe(props func(*codec.Properties), subs ...codec.Subscription) *codec.Suback {
-	c.t.Helper()
+	c.T.Helper()
 	p := &codec.Subscribe{PacketID: c.nextID(), Subscriptions: subs}
 	if props != nil {
 		props(&p.Properties)
 	}
-	c.send(p)
+	c.Send(p)
 	ack := v5Await(c, "SUBACK", func(a *codec.Suback) bool { return a.PacketID == p.PacketID })
 	if len(ack.ReasonCodes) != len(subs) {
-		c.t.Fatalf("%s: SUBACK has %d reason codes for %d filters [MQTT-3.8.4-6]", c.id, len(ack.ReasonCodes), len(subs))
+		c.T.Fatalf("%s: SUBACK has %d reason codes for %d filters [MQTT-3.8.4-6]", c.id, len(ack.ReasonCodes), len(subs))
 	}
 	return ack
 }
 
 // sub subscribes to one filter and requires the requested QoS to be granted.
 func (c *v5Client) sub(filter string, qos byte) {
-	c.t.Helper()
+	c.T.Helper()
 	ack := c.subscribe(nil, codec.Subscription{Filter: filter, QoS: qos})
 	if ack.ReasonCodes[0] != codec.ReasonCode(qos) {
-		c.t.Fatalf("%s: SUBACK for %q: %s, want Granted QoS %d", c.id, filter, ack.ReasonCodes[0], qos)
+		c.T.Fatalf("%s: SUBACK for %q: %s, want Granted QoS %d", c.id, filter, ack.ReasonCodes[0], qos)
 	}
 }
 
 // unsubscribe sends one UNSUBSCRIBE and returns the UNSUBACK.
 func (c *v5Client) unsubscribe(filters ...string) *codec.Unsuback {
-	c.t.Helper()
+	c.T.Helper()
 	p := &codec.Unsubscribe{PacketID: c.nextID(), Filters: filters}
-	c.send(p)
+	c.Send(p)
 	ack := v5Await(c, "UNSUBACK", func(a *codec.Unsuback) bool { return a.PacketID == p.PacketID })
 	if len(ack.ReasonCodes) != len(filters) {
-		c.t.Fatalf("%s: UNSUBACK has %d reason codes for %d filters [MQTT-3.11.3-1]", c.id, len(ack.ReasonCodes), len(filters))
+		c.T.Fatalf("%s: UNSUBACK has %d reason codes for %d filters [MQTT-3.11.3-1]", c.id, len(ack.ReasonCodes), len(filters))
 	}
 	return ack
 }
@@ -197,22 +197,22 @@ func (c *v5Client) unsubscribe(filters ...string) *codec.Unsuback {
 // returns the reason code of the PUBACK (QoS 1) or PUBREC (QoS 2; the PUBREL/PUBCOMP that
 // follow a successful PUBREC are done here), Success for QoS 0.
 func (c *v5Client) publish(p *codec.Publish) codec.ReasonCode {
-	c.t.Helper()
+	c.T.Helper()
 	if p.QoS > 0 && p.PacketID == 0 {
 		p.PacketID = c.nextID()
 	}
 	id := p.PacketID
-	c.send(p)
+	c.Send(p)
 	switch p.QoS {
 	case 1:
 		return v5Await(c, "PUBACK", func(a *codec.Puback) bool { return a.PacketID == id }).ReasonCode
 	case 2:
 		rec := v5Await(c, "PUBREC", func(a *codec.Pubrec) bool { return a.PacketID == id })
 		if rec.ReasonCode < 0x80 {
-			c.send(&codec.Pubrel{PacketID: id})
+			c.Send(&codec.Pubrel{PacketID: id})
 			comp := v5Await(c, "PUBCOMP", func(a *codec.Pubcomp) bool { return a.PacketID == id })
 			if comp.ReasonCode != codec.Success {
-				c.t.Fatalf("%s: PUBCOMP for id %d: %s, want Success", c.id, id, comp.ReasonCode)
+				c.T.Fatalf("%s: PUBCOMP for id %d: %s, want Success", c.id, id, comp.ReasonCode)
 			}
 		}
 		return rec.ReasonCode
@@ -222,37 +222,37 @@ func (c *v5Client) publish(p *codec.Publish) codec.ReasonCode {
 
 // pub publishes a message that has subscribers: QoS 1 and 2 must be acknowledged with Success.
 func (c *v5Client) pub(topic string, qos byte, payload string) {
-	c.t.Helper()
+	c.T.Helper()
 	if code := c.publish(&codec.Publish{Topic: topic, QoS: qos, Payload: []byte(payload)}); code != codec.Success {
-		c.t.Fatalf("%s: publish %q to %q at QoS %d: %s, want Success", c.id, payload, topic, qos, code)
+		c.T.Fatalf("%s: publish %q to %q at QoS %d: %s, want Success", c.id, payload, topic, qos, code)
 	}
 }
 
 // expectPublish returns the next PUBLISH without acknowledging it.
 func (c *v5Client) expectPublish() *codec.Publish {
-	c.t.Helper()
+	c.T.Helper()
 	return v5Await[*codec.Publish](c, "PUBLISH", nil)
 }
 
 // ack acknowledges a received PUBLISH: PUBACK, or PUBREC, PUBREL, PUBCOMP.
 func (c *v5Client) ack(p *codec.Publish) {
-	c.t.Helper()
+	c.T.Helper()
 	switch p.QoS {
 	case 1:
-		c.send(&codec.Puback{PacketID: p.PacketID})
+		c.Send(&codec.Puback{PacketID: p.PacketID})
 	case 2:
-		c.send(&codec.Pubrec{PacketID: p.PacketID})
+		c.Send(&codec.Pubrec{PacketID: p.PacketID})
 		rel := v5Await(c, "PUBREL", func(r *codec.Pubrel) bool { return r.PacketID == p.PacketID })
 		if rel.ReasonCode != codec.Success {
-			c.t.Fatalf("%s: PUBREL for id %d: %s, want Success", c.id, p.PacketID, rel.ReasonCode)
+			c.T.Fatalf("%s: PUBREL for id %d: %s, want Success", c.id, p.PacketID, rel.ReasonCode)
 		}
-		c.send(&codec.Pubcomp{PacketID: p.PacketID})
+		c.Send(&codec.Pubcomp{PacketID: p.PacketID})
 	}
 }
 
 // receive returns the next PUBLISH and acknowledges it.
 func (c *v5Client) receive() *codec.Publish {
-	c.t.Helper()
+	c.T.Helper()
 	p := c.expectPublish()
 	c.ack(p)
 	return p
@@ -260,10 +260,10 @@ func (c *v5Client) receive() *codec.Publish {
 
 // receiveMsg receives the next PUBLISH and checks its topic and payload.
 func (c *v5Client) receiveMsg(topic, payload string) *codec.Publish {
-	c.t.Helper()
+	c.T.Helper()
 	p := c.receive()
 	if p.Topic != topic || string(p.Payload) != payload {
-		c.t.Fatalf("%s: received %s, want topic %q payload %q", c.id, v5Describe([]codec.Packet{p}), topic, payload)
+		c.T.Fatalf("%s: received %s, want topic %q payload %q", c.id, v5Describe([]codec.Packet{p}), topic, payload)
 	}
 	return p
 }
@@ -271,43 +271,43 @@ func (c *v5Client) receiveMsg(topic, payload string) *codec.Publish {
 // disconnect sends DISCONNECT (mutated as given) and waits for the broker to close the socket,
 // so that what follows sees the session detached.
 func (c *v5Client) disconnect(mutate ...func(*codec.Disconnect)) {
-	c.t.Helper()
+	c.T.Helper()
 	d := &codec.Disconnect{}
 	for _, m := range mutate {
 		m(d)
 	}
-	c.send(d)
-	c.expectClosed(v5Timeout)
+	c.Send(d)
+	c.ExpectClosed(v5Timeout)
 }
 
 // endSession disconnects with Session Expiry Interval 0, which ends a session that would
 // otherwise outlive the test.
 func (c *v5Client) endSession() {
-	c.t.Helper()
+	c.T.Helper()
 	c.disconnect(func(d *codec.Disconnect) { d.Properties.SetSessionExpiryInterval(0) })
 }
 
 // drop closes the socket without DISCONNECT, as a network failure would.
 func (c *v5Client) drop() {
-	c.t.Helper()
-	_ = c.conn.Close()
+	c.T.Helper()
+	_ = c.Conn.Close()
 }
 
 // expectDisconnect asserts that the broker sends DISCONNECT with code and then closes the
 // connection [MQTT-4.13.1-1] [MQTT-4.13.2-1] without sending anything after it
 // [MQTT-3.14.4-1], and that the DISCONNECT carries no Session Expiry Interval [MQTT-3.14.2-2].
 func (c *v5Client) expectDisconnect(code codec.ReasonCode) *codec.Disconnect {
-	c.t.Helper()
+	c.T.Helper()
 	d := v5Await[*codec.Disconnect](c, "DISCONNECT "+code.String(), nil)
 	if d.ReasonCode != code {
 		reason, _ := d.Properties.ReasonString()
-		c.t.Fatalf("%s: DISCONNECT %s (%q), want %s", c.id, d.ReasonCode, reason, code)
+		c.T.Fatalf("%s: DISCONNECT %s (%q), want %s", c.id, d.ReasonCode, reason, code)
 	}
 	if d.Properties.Has(codec.PropSessionExpiryInterval) {
-		c.t.Errorf("%s: the server's DISCONNECT carries a Session Expiry Interval [MQTT-3.14.2-2]", c.id)
+		c.T.Errorf("%s: the server's DISCONNECT carries a Session Expiry Interval [MQTT-3.14.2-2]", c.id)
 	}
-	if p := c.expectClosed(v5Timeout); p != nil {
-		c.t.Errorf("%s: %s after DISCONNECT [MQTT-3.14.4-1]", c.id, v5Describe([]codec.Packet{p}))
+	if p := c.ExpectClosed(v5Timeout); p != nil {
+		c.T.Errorf("%s: %s after DISCONNECT [MQTT-3.14.4-1]", c.id, v5Describe([]codec.Packet{p}))
 	}
 	return d
 }
@@ -328,7 +328,7 @@ func v5NewBystander(t testing.TB, b *testBroker) *v5Bystander {
 
 // check publishes a QoS 1 message to its own subscription and receives it.
 func (y *v5Bystander) check() {
-	y.c.t.Helper()
+	y.c.T.Helper()
 	y.n++
 	payload := fmt.Sprintf("still served %d", y.n)
 	y.c.pub("v5/bystander", 1, payload)
@@ -681,7 +681,7 @@ func TestV5DisconnectExpiryFromZeroIsProtocolError(t *testing.T) {
 	c, _ := v5Connect(t, b, "v5-pe", func(p *codec.Connect) {
 		p.Will = &codec.Will{Topic: "v5/pe/will", Payload: []byte("gone")}
 	})
-	c.send(&codec.Disconnect{Properties: v5Props(func(p *codec.Properties) { p.SetSessionExpiryInterval(30) })})
+	c.Send(&codec.Disconnect{Properties: v5Props(func(p *codec.Properties) { p.SetSessionExpiryInterval(30) })})
 	c.expectDisconnect(codec.ProtocolError)
 	watcher.receiveMsg("v5/pe/will", "gone")
 	waitFor(t, v5Timeout, "the session to end", func() bool { return b.Stats().Sessions.Load() == 1 })
@@ -745,12 +745,12 @@ func TestV5QoS2OutboundExchange(t *testing.T) {
 	if p.QoS != 2 || p.Dup || p.PacketID == 0 || string(p.Payload) != "once" {
 		t.Fatalf("received %s, want QoS 2, DUP 0, a packet id [MQTT-4.3.3-2]", v5Describe([]codec.Packet{p}))
 	}
-	sub.send(&codec.Pubrec{PacketID: p.PacketID})
+	sub.Send(&codec.Pubrec{PacketID: p.PacketID})
 	rel := v5Await(sub, "PUBREL", func(*codec.Pubrel) bool { return true })
 	if rel.PacketID != p.PacketID || rel.ReasonCode != codec.Success {
 		t.Fatalf("PUBREL id %d %s, want id %d Success [MQTT-4.3.3-4]", rel.PacketID, rel.ReasonCode, p.PacketID)
 	}
-	sub.send(&codec.Pubcomp{PacketID: p.PacketID})
+	sub.Send(&codec.Pubcomp{PacketID: p.PacketID})
 	sub.quiet(v5Quiet)
 }
 
@@ -811,7 +811,7 @@ func TestV5PubrelResentOnReconnect(t *testing.T) {
 	pub.pub("v5/rel/t", 2, "exactly once")
 
 	p := sub.expectPublish()
-	sub.send(&codec.Pubrec{PacketID: p.PacketID})
+	sub.Send(&codec.Pubrec{PacketID: p.PacketID})
 	v5Await(sub, "PUBREL", func(r *codec.Pubrel) bool { return r.PacketID == p.PacketID })
 	sub.drop() // no PUBCOMP
 
@@ -819,7 +819,7 @@ func TestV5PubrelResentOnReconnect(t *testing.T) {
 	if !ack.SessionPresent {
 		t.Fatalf("Session Present 0 for a kept session")
 	}
-	pkt, err := sub2.readErr(v5Timeout)
+	pkt, err := sub2.ReadErr(v5Timeout)
 	if err != nil {
 		t.Fatalf("nothing resumed: %v", err)
 	}
@@ -827,7 +827,7 @@ func TestV5PubrelResentOnReconnect(t *testing.T) {
 	if !ok || rel.PacketID != p.PacketID {
 		t.Fatalf("resumed with %s, want PUBREL id %d [MQTT-4.4.0-1] [MQTT-4.3.3-6]", v5Describe([]codec.Packet{pkt}), p.PacketID)
 	}
-	sub2.send(&codec.Pubcomp{PacketID: p.PacketID})
+	sub2.Send(&codec.Pubcomp{PacketID: p.PacketID})
 	sub2.quiet(v5Quiet)
 	sub2.endSession()
 }
@@ -842,20 +842,20 @@ func TestV5QoS2RetransmittedPublishDeliveredOnce(t *testing.T) {
 	pub, _ := v5Connect(t, b, "v5-eo-pub")
 
 	msg := &codec.Publish{Topic: "v5/eo/t", QoS: 2, PacketID: 7, Payload: []byte("one")}
-	pub.send(msg)
+	pub.Send(msg)
 	if rec := v5Await(pub, "PUBREC", func(*codec.Pubrec) bool { return true }); rec.PacketID != 7 || rec.ReasonCode != codec.Success {
 		t.Fatalf("PUBREC id %d %s, want id 7 Success [MQTT-4.3.3-8]", rec.PacketID, rec.ReasonCode)
 	}
 	dup := *msg
 	dup.Dup = true
-	pub.send(&dup)
+	pub.Send(&dup)
 	if rec := v5Await(pub, "PUBREC", func(*codec.Pubrec) bool { return true }); rec.PacketID != 7 || rec.ReasonCode >= 0x80 {
 		t.Fatalf("PUBREC for the retransmission: id %d %s [MQTT-4.3.3-10]", rec.PacketID, rec.ReasonCode)
 	}
 	sub.receiveMsg("v5/eo/t", "one")
 	sub.quiet(v5Quiet) // not twice [MQTT-4.3.3-10]
 
-	pub.send(&codec.Pubrel{PacketID: 7})
+	pub.Send(&codec.Pubrel{PacketID: 7})
 	if comp := v5Await(pub, "PUBCOMP", func(*codec.Pubcomp) bool { return true }); comp.PacketID != 7 || comp.ReasonCode != codec.Success {
 		t.Fatalf("PUBCOMP id %d %s, want id 7 Success [MQTT-4.3.3-11]", comp.PacketID, comp.ReasonCode)
 	}
@@ -870,7 +870,7 @@ func TestV5QoS2RetransmittedPublishDeliveredOnce(t *testing.T) {
 func TestV5PubrelUnknownPacketID(t *testing.T) {
 	b := startBroker(t)
 	c, _ := v5Connect(t, b, "v5-unknown-rel")
-	c.send(&codec.Pubrel{PacketID: 99})
+	c.Send(&codec.Pubrel{PacketID: 99})
 	comp := v5Await(c, "PUBCOMP", func(*codec.Pubcomp) bool { return true })
 	if comp.PacketID != 99 || comp.ReasonCode != codec.PacketIdentifierNotFound {
 		t.Fatalf("PUBCOMP id %d %s, want id 99 Packet Identifier not found", comp.PacketID, comp.ReasonCode)
@@ -956,10 +956,10 @@ func TestV5KeepAliveTimeout(t *testing.T) {
 	go func() {
 		// Read the silent client's socket on the side; the pinger is driven here.
 		buf := make([]byte, 64)
-		_ = silent.conn.SetReadDeadline(time.Now().Add(v5Timeout))
+		_ = silent.Conn.SetReadDeadline(time.Now().Add(v5Timeout))
 		var got []byte
 		for {
-			n, err := silent.conn.Read(buf)
+			n, err := silent.Conn.Read(buf)
 			got = append(got, buf[:n]...)
 			if err != nil {
 				break
@@ -974,7 +974,7 @@ func TestV5KeepAliveTimeout(t *testing.T) {
 	}()
 
 	for time.Since(connected) < 2500*time.Millisecond {
-		pinger.send(&codec.Pingreq{})
+		pinger.Send(&codec.Pingreq{})
 		v5Await(pinger, "PINGRESP", func(*codec.Pingresp) bool { return true })
 		time.Sleep(500 * time.Millisecond)
 	}
