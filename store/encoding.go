@@ -131,7 +131,7 @@ func appendBytes(dst, b []byte) []byte {
 
 // appendSession writes r (its client id is in the key):
 //
-//	version:u8 expiry:u32 disconnectedAt:i64 willDelay:u32 will:bytes nsubs:uvarint subs...
+//	version:u8 expiry:u32 disconnectedAt:i64 willDelay:u32 will:bytes user:bytes nsubs:uvarint subs...
 //	sub: filter:bytes qos:u8 flags:u8 (noLocal, retainAsPublished<<1, retainHandling<<2) id:uvarint
 //
 // The will is a 5.0 CONNECT carrying it, empty when there is none: the codec already knows how
@@ -150,6 +150,7 @@ func appendSession(dst []byte, r *SessionRecord) ([]byte, error) {
 	} else {
 		dst = appendBytes(dst, nil)
 	}
+	dst = appendBytes(dst, []byte(r.User))
 	dst = binary.AppendUvarint(dst, uint64(len(r.Subscriptions)))
 	for i := range r.Subscriptions {
 		s := &r.Subscriptions[i]
@@ -319,6 +320,7 @@ func decodeSession(id string, b []byte) (*SessionRecord, error) {
 		}
 		s.Will = c.Will
 	}
+	s.User = string(r.bytes())
 	n := r.count(4)
 	if n > 0 {
 		s.Subscriptions = make([]SubscriptionRecord, n)

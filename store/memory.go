@@ -90,56 +90,77 @@ func (m *memory) Commit(b *Batch, done func(error)) {
 
 // Load visits a snapshot taken under the lock, so that visitors may commit while it runs.
 func (m *memory) Load(v Visitor) error {
-	type entry struct {
-		id string
-		c  memClient
-	}
 	m.mu.Lock()
-	clients := make([]entry, 0, len(m.clients))
-	for id, c := range m.clients {
-		e := entry{id: id, c: memClient{session: c.session, msgs: make(map[uint64]*MessageRecord, len(c.msgs)), inbound: make(map[uint16]struct{}, len(c.inbound))}}
-		for k, r := range c.msgs {
-			e.c.msgs[k] = r
+	var clients []clientSnap
+	if v.Session != nil || v.Message != nil || v.Inbound != nil {
+		clients = make([]clientSnap, 0, len(m.clients))
+		for id, c := range m.clients {
+			clients = append(clients, snapshot(id, c))
 		}
-		for k := range c.inbound {
-			e.c.inbound[k] = struct{}{}
-		}
-		clients = append(clients, e)
 	}
-	retained := make(map[string]*MessageRecord, len(m.retained))
-	for k, r := range m.retained {
-		retained[k] = r
+	var retained map[string]*MessageRecord
+	if v.Retained != nil {
+		retained = maps.Clone(m.retained)
 	}
 	m.mu.Unlock()
 
 	// Same order as the on-disk store: ids by length, then bytes (its keys are length-prefixed).
-	slices.SortFunc(clients, func(a, b entry) int {
+	slices.SortFunc(clients, func(a, b clientSnap) int {
 		return cmp.Or(cmp.Compare(len(a.id), len(b.id)), cmp.Compare(a.id, b.id))
 	})
-	for _, e := range clients {
-		if e.c.session != nil && v.Session != nil {
-			if err := v.Session(e.c.session); err != nil {
-				return err
-			}
-		}
-		if v.Message != nil {
-			for _, seq := range slices.Sorted(maps.Keys(e.c.msgs)) {
-				if err := v.Message(e.id, seq, e.c.msgs[seq]); err != nil {
-					return err
-				}
-			}
-		}
-		if v.Inbound != nil {
-			for _, id := range slices.Sorted(maps.Keys(e.c.inbound)) {
-				if err := v.Inbound(e.id, id); err != nil {
-					return err
-				}
-			}
+	for i := range clients {
+		if err := clients[i].visit(v); err != nil {
+			return err
 		}
 	}
 	if v.Retained != nil {
 		for _, t := range slices.Sorted(maps.Keys(retained)) {
 			if err := v.Retained(t, retained[t]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (m *memory) LoadClient(clientID string, v Visitor) error {
+	m.mu.Lock()
+	c := m.clients[clientID]
+	if c == nil {
+		m.mu.Unlock()
+		return nil
+	}
+	snap := snapshot(clientID, c)
+	m.mu.Unlock()
+	return snap.visit(v)
+}
+
+// clientSnap is one client's records, copied out of the maps under the lock.
+type clientSnap struct {
+	id string
+	c  memClient
+}
+
+func snapshot(id string, c *memClient) clientSnap {
+	return clientSnap{id: id, c: memClient{session: c.session, msgs: maps.Clone(c.msgs), inbound: maps.Clone(c.inbound)}}
+}
+
+func (s *clientSnap) visit(v Visitor) error {
+	if s.c.session != nil && v.Session != nil {
+		if err := v.Session(s.c.session); err != nil {
+			return err
+		}
+	}
+	if v.Message != nil {
+		for _, seq := range slices.Sorted(maps.Keys(s.c.msgs)) {
+			if err := v.Message(s.id, seq, s.c.msgs[seq]); err != nil {
+				return err
+			}
+		}
+	}
+	if v.Inbound != nil {
+		for _, id := range slices.Sorted(maps.Keys(s.c.inbound)) {
+			if err := v.Inbound(s.id, id); err != nil {
 				return err
 			}
 		}

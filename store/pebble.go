@@ -281,6 +281,10 @@ func (d *disk) write(group []pending) {
 		}
 	}
 	for _, p := range group {
+		if p.b == nil && p.err == nil {
+			d.call(p.done, nil) // a flush: everything before it is written
+			continue
+		}
 		e := p.err
 		if e == nil {
 			e = err
@@ -307,13 +311,49 @@ func (d *disk) call(done func(error), err error) {
 	done(err)
 }
 
-func (d *disk) Load(v Visitor) (err error) {
+func (d *disk) Load(v Visitor) error {
+	lower, upper := []byte{kindClient}, []byte{kindRetained + 1}
+	if v.Session == nil && v.Message == nil && v.Inbound == nil {
+		lower = []byte{kindRetained} // only the retained messages: skip every client's records
+	}
+	if v.Retained == nil {
+		upper = []byte{kindRetained}
+	}
+	return d.scan(lower, upper, v)
+}
+
+func (d *disk) LoadClient(clientID string, v Visitor) error {
+	if len(clientID) > maxID {
+		return nil // no key can hold it, so nothing was stored
+	}
+	lower := clientPrefix(nil, clientID)
+	return d.scan(lower, append(lower[:len(lower):len(lower)], subEnd), v)
+}
+
+// flush waits until every commit queued before it has been written and called back.
+func (d *disk) flush() error {
+	d.mu.RLock()
+	if d.closed {
+		d.mu.RUnlock()
+		return ErrClosed
+	}
+	errc := make(chan error, 1)
+	d.queue <- pending{done: func(err error) { errc <- err }} // no batch: a place in the queue
+	d.mu.RUnlock()
+	return <-errc
+}
+
+// scan visits the keys in [lower, upper) after the commits queued before it.
+func (d *disk) scan(lower, upper []byte, v Visitor) (err error) {
+	if err := d.flush(); err != nil {
+		return fmt.Errorf("store %s: %w", d.dir, err)
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("store %s: unreadable: pebble: %v", d.dir, r)
 		}
 	}()
-	it, err := d.db.NewIter(nil)
+	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return fmt.Errorf("store %s: %w", d.dir, err)
 	}
@@ -333,49 +373,57 @@ func (d *disk) Load(v Visitor) (err error) {
 		}
 		// The decoded records alias their bytes, and pebble reuses its buffer on Next.
 		val := append([]byte(nil), raw...)
-		var verr error
-		switch {
-		case k.kind == kindMeta:
-		case k.kind == kindRetained:
-			if v.Retained != nil {
-				var r *MessageRecord
-				if r, verr = decodeMessage(val); verr == nil {
-					if err := v.Retained(k.id, r); err != nil {
-						return err
-					}
-				}
+		if err := visit(k, val, v); err != nil {
+			var damaged *damagedError
+			if errors.As(err, &damaged) {
+				return fmt.Errorf("store %s: damaged record %q: %w", d.dir, it.Key(), damaged.err)
 			}
-		case k.sub == subSession:
-			if v.Session != nil {
-				var r *SessionRecord
-				if r, verr = decodeSession(k.id, val); verr == nil {
-					if err := v.Session(r); err != nil {
-						return err
-					}
-				}
-			}
-		case k.sub == subMessage:
-			if v.Message != nil {
-				var r *MessageRecord
-				if r, verr = decodeMessage(val); verr == nil {
-					if err := v.Message(k.id, k.seq, r); err != nil {
-						return err
-					}
-				}
-			}
-		case k.sub == subInbound:
-			if v.Inbound != nil {
-				if err := v.Inbound(k.id, k.packetID); err != nil {
-					return err
-				}
-			}
-		}
-		if verr != nil {
-			return fmt.Errorf("store %s: damaged record %q: %w", d.dir, it.Key(), verr)
+			return err
 		}
 	}
 	if err := it.Error(); err != nil {
 		return fmt.Errorf("store %s: unreadable: %w", d.dir, err)
+	}
+	return nil
+}
+
+// damagedError is a value that does not decode, as opposed to an error of a visitor.
+type damagedError struct{ err error }
+
+func (e *damagedError) Error() string { return e.err.Error() }
+
+// visit decodes one record and hands it to its visitor function.
+func visit(k parsedKey, val []byte, v Visitor) error {
+	switch {
+	case k.kind == kindMeta:
+	case k.kind == kindRetained:
+		if v.Retained != nil {
+			r, err := decodeMessage(val)
+			if err != nil {
+				return &damagedError{err}
+			}
+			return v.Retained(k.id, r)
+		}
+	case k.sub == subSession:
+		if v.Session != nil {
+			r, err := decodeSession(k.id, val)
+			if err != nil {
+				return &damagedError{err}
+			}
+			return v.Session(r)
+		}
+	case k.sub == subMessage:
+		if v.Message != nil {
+			r, err := decodeMessage(val)
+			if err != nil {
+				return &damagedError{err}
+			}
+			return v.Message(k.id, k.seq, r)
+		}
+	case k.sub == subInbound:
+		if v.Inbound != nil {
+			return v.Inbound(k.id, k.packetID)
+		}
 	}
 	return nil
 }

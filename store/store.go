@@ -18,6 +18,7 @@ import (
 // SessionRecord is a session as stored: everything needed to rebuild it after a restart.
 type SessionRecord struct {
 	ClientID       string
+	User           string    // the user who made it ("" anonymous): it is not handed to another
 	Version        byte      // protocol level 3, 4, 5
 	Expiry         uint32    // session expiry interval, seconds (0xFFFFFFFF never)
 	DisconnectedAt time.Time // zero while connected
@@ -165,8 +166,15 @@ type Store interface {
 	// Load visits everything stored, for the broker's start (before it accepts connections):
 	// per client id, its session, then its messages in seq order, then its inbound ids; then
 	// the retained messages. Records passed to the visitor must be treated as read-only. A
-	// visitor function may be nil; an error from one stops Load and is returned.
+	// visitor function may be nil (a Visitor with only Retained set reads only the retained
+	// messages); an error from one stops Load and is returned.
+	//
+	// Load and LoadClient see every commit queued before they were called, so an actor that
+	// reloads its state after a failure reads its own last writes. They must not be called
+	// from a commit callback.
 	Load(v Visitor) error
+	// LoadClient visits the session, messages and inbound ids of one client id, as Load does.
+	LoadClient(clientID string, v Visitor) error
 	// Stats reports the store's size and activity.
 	Stats() Stats
 	// Close waits for pending commits (their callbacks are called), then closes. Commits after

@@ -78,6 +78,7 @@ func sampleSession(id string) *SessionRecord {
 	w.Properties.AddUserProperty("who", id)
 	return &SessionRecord{
 		ClientID:       id,
+		User:           "user-" + id,
 		Version:        5,
 		Expiry:         0xFFFFFFFF,
 		DisconnectedAt: time.Unix(1_800_000_000, 123456789),
@@ -148,7 +149,7 @@ func equalSession(t *testing.T, want, got *SessionRecord) {
 	if got == nil {
 		t.Fatalf("session %q missing", want.ClientID)
 	}
-	if got.ClientID != want.ClientID || got.Version != want.Version || got.Expiry != want.Expiry ||
+	if got.ClientID != want.ClientID || got.User != want.User || got.Version != want.Version || got.Expiry != want.Expiry ||
 		!got.DisconnectedAt.Equal(want.DisconnectedAt) || got.WillDelay != want.WillDelay ||
 		!reflect.DeepEqual(got.Subscriptions, want.Subscriptions) {
 		t.Errorf("session:\n got %+v\nwant %+v", got, want)
@@ -230,6 +231,60 @@ func TestRoundTrip(t *testing.T) {
 			}
 			if st := s.Stats(); st.Keys != 10 {
 				t.Errorf("Stats.Keys = %d, want 10", st.Keys)
+			}
+		})
+	}
+}
+
+// TestLoadScopes: LoadClient reads one client's records and a Visitor with only Retained reads
+// only the retained messages, both after every commit queued before them, whether or not its
+// callback has run (an actor reloading after a failure must read its own last writes).
+func TestLoadScopes(t *testing.T) {
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			s := k.open(t, t.TempDir())
+			defer s.Close()
+			for i := range 50 {
+				var b Batch
+				id := fmt.Sprintf("c%d", i%5)
+				b.PutSession(&SessionRecord{ClientID: id, Version: 4, Expiry: uint32(i)})
+				b.PutMessage(id, uint64(i), sampleMessage("t", Queued, 0))
+				b.PutInbound(id, uint16(i))
+				b.PutRetained(fmt.Sprintf("r/%d", i), sampleMessage("r", Queued, 0))
+				s.Commit(&b, nil) // not waited for
+			}
+			var got []string
+			err := s.LoadClient("c3", Visitor{
+				Session: func(r *SessionRecord) error { got = append(got, fmt.Sprintf("s:%s:%d", r.ClientID, r.Expiry)); return nil },
+				Message: func(id string, seq uint64, _ *MessageRecord) error { got = append(got, fmt.Sprintf("m:%s:%d", id, seq)); return nil },
+				Inbound: func(id string, pid uint16) error { got = append(got, fmt.Sprintf("i:%s:%d", id, pid)); return nil },
+				Retained: func(topic string, _ *MessageRecord) error {
+					t.Errorf("LoadClient visited retained %q", topic)
+					return nil
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []string{"s:c3:48"}
+			for i := 3; i < 50; i += 5 {
+				want = append(want, fmt.Sprintf("m:c3:%d", i))
+			}
+			for i := 3; i < 50; i += 5 {
+				want = append(want, fmt.Sprintf("i:c3:%d", i))
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("LoadClient\n got %v\nwant %v", got, want)
+			}
+			if err := s.LoadClient("nobody", Visitor{Session: func(*SessionRecord) error { t.Error("a session for nobody"); return nil }}); err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			if err := s.Load(Visitor{Retained: func(string, *MessageRecord) error { n++; return nil }}); err != nil {
+				t.Fatal(err)
+			}
+			if n != 50 {
+				t.Errorf("retained-only Load visited %d, want 50", n)
 			}
 		})
 	}
