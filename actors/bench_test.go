@@ -15,6 +15,7 @@ import (
 
 	"github.com/actormq/actormq/codec"
 	"github.com/actormq/actormq/config"
+	"github.com/actormq/actormq/store"
 )
 
 // benchCtx is the part of actor.Context a Shard uses: Message and Send. Anything else panics
@@ -36,7 +37,7 @@ func (c *benchCtx) Send(_ *actor.PID, m any) {
 }
 
 func benchEnv() *Env {
-	return NewEnv(nil, config.Default(), zap.NewNop())
+	return NewEnv(nil, config.Default(), zap.NewNop(), store.NewMemory())
 }
 
 // BenchmarkShardRoute drives Shard.Receive with route messages through a fake context: the
@@ -64,7 +65,8 @@ func BenchmarkShardRoute(b *testing.B) {
 		{"overlap", 1, []string{"a/b/c", "a/+/c", "a/#"}, 1, "a/b/c", 0, true},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			s := NewShard(benchEnv(), 0)().(*Shard)
+			env := benchEnv()
+			s := &Shard{env: env, guard: newMailboxGuard(env), ShardState: NewShardState()}
 			ctx := &benchCtx{}
 			for i := range c.sessions {
 				ref := &sessionRef{pid: actor.NewPID("local", fmt.Sprint("session/", i)), clientID: fmt.Sprint("sub-", i)}
@@ -93,7 +95,7 @@ func BenchmarkShardRoute(b *testing.B) {
 			ctx.sent = 0
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
-				ctx.msg = newRoute(pubs[i%len(pubs)], "pub", link, now)
+				ctx.msg = newRoute(env, pubs[i%len(pubs)], "pub", link, now)
 				s.Receive(ctx)
 			}
 			b.ReportMetric(float64(ctx.sent)/float64(b.N), "deliveries/op")
@@ -111,8 +113,8 @@ func BenchmarkShardActor(b *testing.B) {
 		b.Run(fmt.Sprintf("sessions=%d", sinks), func(b *testing.B) {
 			sys := actor.NewActorSystem()
 			defer sys.Shutdown()
-			env := NewEnv(sys, config.Default(), zap.NewNop())
-			shard, err := sys.Root.SpawnNamed(actor.PropsFromProducer(NewShard(env, 0)), "router/shard-0")
+			env := NewEnv(sys, config.Default(), zap.NewNop(), store.NewMemory())
+			shard, err := sys.Root.SpawnNamed(env.ShardProps(0, NewShardState()), "router/shard-0")
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -130,7 +132,7 @@ func BenchmarkShardActor(b *testing.B) {
 			link := newLink(discardConn{}, &Stats{}, 1024, 256, 0)
 			pub := &codec.Publish{Topic: "bench/t", Payload: make([]byte, 64)}
 			// One route first: the subscriptions are in place once it is delivered everywhere.
-			sys.Root.Send(shard, newRoute(pub, "pub", link, time.Now()))
+			sys.Root.Send(shard, newRoute(env, pub, "pub", link, time.Now()))
 			waitCount(b, &got, int64(sinks))
 			got.Store(0)
 			now := time.Now()
@@ -139,7 +141,7 @@ func BenchmarkShardActor(b *testing.B) {
 			// A b.N loop rather than b.Loop: the wait for the last deliveries must be timed.
 			for range b.N {
 				link.Credits <- struct{}{}
-				sys.Root.Send(shard, newRoute(pub, "pub", link, now))
+				sys.Root.Send(shard, newRoute(env, pub, "pub", link, now))
 			}
 			waitCount(b, &got, int64(b.N*sinks))
 			b.StopTimer()

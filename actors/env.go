@@ -10,6 +10,7 @@ package actors
 
 import (
 	"hash/maphash"
+	"sync"
 	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/actormq/actormq/auth"
 	"github.com/actormq/actormq/config"
+	"github.com/actormq/actormq/store"
 )
 
 // Env is what every actor of one broker shares: configuration, logger, the fixed actors it
@@ -31,13 +33,40 @@ type Env struct {
 	Stats    *Stats
 	Auth     *auth.Service // passwords, ACL, rate limits; nil: everyone may do everything
 	Dir      *Directory    // clients, for the console; nil when nobody reads it
+	Store    store.Store   // stored sessions and retained messages (on disk, or in memory)
+
+	// Props builds the props of every actor the broker spawns; the supervisor replaces it to
+	// instrument them for the console. mw are the actor's own mailbox middlewares.
+	Props func(kind string, p actor.Producer, mw ...actor.MailboxMiddleware) *actor.Props
+
+	// Restoring counts the stored sessions being started (broker start, registry restart) that
+	// have not registered their subscriptions yet: the listeners open once it is zero.
+	Restoring sync.WaitGroup
+	// Stopping is set when the broker shuts down: nothing is retried or started again.
+	Stopping atomic.Bool
 
 	seed maphash.Seed
 }
 
+// The kinds of actors, as the console shows them.
+const (
+	KindSupervisor = "supervisor"
+	KindListener   = "listener"
+	KindRegistry   = "session registry"
+	KindConnection = "connection"
+	KindSession    = "session"
+	KindShard      = "router shard"
+)
+
 // NewEnv prepares an Env; the supervisor fills Registry and Shards once they are spawned.
-func NewEnv(sys *actor.ActorSystem, cfg config.Config, log *zap.Logger) *Env {
-	return &Env{System: sys, Cfg: cfg, Log: log, Stats: &Stats{}, seed: maphash.MakeSeed()}
+func NewEnv(sys *actor.ActorSystem, cfg config.Config, log *zap.Logger, st store.Store) *Env {
+	return &Env{System: sys, Cfg: cfg, Log: log, Stats: &Stats{}, Store: st, Props: plainProps, seed: maphash.MakeSeed()}
+}
+
+// plainProps is Env.Props without instrumentation: an unbounded mailbox (the bounds are kept
+// by credits, PROTOACTOR.md) with the actor's own middlewares.
+func plainProps(_ string, p actor.Producer, mw ...actor.MailboxMiddleware) *actor.Props {
+	return actor.PropsFromProducer(p, actor.WithMailbox(actor.Unbounded(mw...)))
 }
 
 // shardOf picks the router shard of a topic name or of an exact (wildcard-free) filter: the same
@@ -47,6 +76,18 @@ func (e *Env) shardOf(topic string) int {
 		return 0
 	}
 	return int(maphash.String(e.seed, topic) % uint64(len(e.Shards)))
+}
+
+// eachShard calls fn with the shards that hold a filter: the shard of an exact filter, or
+// every shard for a filter with wildcards, since any topic may match it.
+func (e *Env) eachShard(filter string, fn func(*actor.PID)) {
+	if !hasWildcard(filter) {
+		fn(e.Shards[e.shardOf(filter)])
+		return
+	}
+	for _, pid := range e.Shards {
+		fn(pid)
+	}
 }
 
 // Stats are the broker-wide counters the console and /metrics read.

@@ -98,6 +98,11 @@ type Deliver struct {
 	Retain   bool
 	SubIDs   []uint32
 	Received time.Time // when the broker got it, for message expiry
+
+	// ack: flow holds an acknowledgement share for this delivery, which the session gives
+	// up once the message is in its store (the publisher's PUBACK waits for it).
+	ack bool
+	seq uint64 // the session's record of the message; 0 while it has none
 }
 
 // deliverBatch carries the retained messages a new subscription gets from one shard.
@@ -122,34 +127,52 @@ type expiryTimer struct{ gen uint64 }
 type willTimer struct{ gen uint64 }
 type retryTick struct{}
 
-// sessionRef is how shards address a session: its PID and the count of deliveries sent to it
-// and not yet taken, which bounds its mailbox without ever blocking a shard.
+// sessionRef is how shards address a session: its PID (a session started again after a
+// failure gets the same one), its client id, and whether it keeps its messages in the store,
+// so that the shard knows a publisher's acknowledgement must wait for it.
 type sessionRef struct {
 	pid      *actor.PID
 	clientID string
-	pending  atomic.Int64
+	stored   atomic.Bool
 }
+
+// inboundFailed: a QoS 2 publish of this session's client could not be routed. The session
+// forgets its packet id, so that the client's retransmission is routed, not taken for a
+// duplicate [MQTT-4.3.3-10].
+type inboundFailed struct{ id uint16 }
 
 // ---- to a router shard ----
 
-// route is one inbound publish to route. QoS 1 and 2 are acknowledged by the shard once routed
-// (PUBACK, or PUBREC for QoS 2).
+// route is one inbound publish to route.
 //
-// It also holds one of its publisher's credits until every session it was delivered to has
-// taken it into its window or queue: refs counts the shard's share plus one per delivery. This
-// is the backpressure from subscribers to publishers: a session whose queue is full keeps the
+// It holds one of its publisher's credits until every session it was delivered to has taken
+// it into its window or queue: refs counts the shard's share plus one per delivery. This is
+// the backpressure from subscribers to publishers: a session whose queue is full keeps the
 // delivery (and the credit) until it has room, so its publishers' readers stop reading.
+//
+// QoS 1 and 2 are acknowledged (PUBACK, PUBREC) once the route is routed and everything it
+// must be is durable: acks counts the shard's share plus one per write the acknowledgement
+// waits for (each stored session's record of it, the retained message, the publisher's QoS 2
+// packet id). The last share to go answers the publisher. A route that failed anywhere on the
+// way is answered with a failure (5.0) or by closing the publisher's connection (3.1.1, which
+// has no failure code), so the publisher sends it again: nothing acknowledged is lost.
 type route struct {
+	env      *Env
 	pub      *codec.Publish
-	from     string // publisher's client id: no-local [MQTT-3.8.3-3]
-	link     *Link  // nil for a will
+	from     string     // publisher's client id: no-local [MQTT-3.8.3-3]
+	link     *Link      // nil for a will or a $SYS message: nobody to answer
+	session  *actor.PID // the publisher's session, for a failed QoS 2 publish
 	received time.Time
 	refs     atomic.Int32
+	acks     atomic.Int32
+	failed   atomic.Bool
+	matched  bool // a subscription matched; written by the shard before it gives up its ack share
 }
 
-func newRoute(pub *codec.Publish, from string, link *Link, received time.Time) *route {
-	r := &route{pub: pub, from: from, link: link, received: received}
+func newRoute(env *Env, pub *codec.Publish, from string, link *Link, received time.Time) *route {
+	r := &route{env: env, pub: pub, from: from, link: link, received: received}
 	r.refs.Store(1)
+	r.acks.Store(1)
 	return r
 }
 
@@ -162,6 +185,52 @@ func (r *route) release() {
 	case <-r.link.Credits:
 	default:
 	}
+}
+
+// holdAck takes an acknowledgement share: the publisher's answer waits for ackDone.
+func (r *route) holdAck() { r.acks.Add(1) }
+
+// fail marks the route failed: its answer says so.
+func (r *route) fail() { r.failed.Store(true) }
+
+// ackDone gives up an acknowledgement share; the last one answers the publisher.
+func (r *route) ackDone() {
+	if r.acks.Add(-1) != 0 || r.link == nil || r.pub.QoS == 0 {
+		return
+	}
+	l, pub := r.link, r.pub
+	typ := codec.TypePuback
+	if pub.QoS == 2 {
+		typ = codec.TypePubrec
+	}
+	if r.failed.Load() {
+		if pub.QoS == 2 && r.session != nil {
+			r.env.System.Root.Send(r.session, &inboundFailed{id: pub.PacketID})
+		}
+		if l.Version != codec.V5 {
+			l.Abort() // no failure code in 3.1.1: the client sends it again on its next connection
+			return
+		}
+		_ = l.sendAck(typ, pub.PacketID, codec.UnspecifiedError) // ends the exchange [MQTT-4.3.3-4]
+		decUnacked(l)
+		return
+	}
+	code := codec.Success
+	if !r.matched && l.Version == codec.V5 {
+		code = codec.NoMatchingSubscribers
+	}
+	_ = l.sendAck(typ, pub.PacketID, code)
+	if pub.QoS == 1 {
+		decUnacked(l)
+	}
+}
+
+// abandon gives up every share a route message holds when it will never be processed (its
+// actor is gone, or failed on it): the credit goes back and the publisher is told it failed.
+func (r *route) abandon() {
+	r.fail()
+	r.ackDone()
+	r.release()
 }
 
 // shardSubscribe registers (or replaces) one subscription of a session in a shard.

@@ -11,17 +11,19 @@ type deliveryQueue struct {
 
 func (q *deliveryQueue) len() int { return len(q.buf) - q.head }
 
+func (q *deliveryQueue) full() bool { return q.len() >= q.max }
+
 // push appends d. When full, QoS 0 messages go first; then, by policy, the newest (d itself)
-// or the oldest. It reports whether a message was dropped to keep the limit.
-func (q *deliveryQueue) push(d Deliver, dropNewest bool) (dropped bool) {
-	if q.len() >= q.max {
-		if !q.dropOneQoS0() {
+// or the oldest. It returns the message dropped to keep the limit, if one was.
+func (q *deliveryQueue) push(d Deliver, dropNewest bool) (dropped Deliver, ok bool) {
+	if q.full() {
+		if dropped, ok = q.dropOneQoS0(); !ok {
 			if d.QoS == 0 || dropNewest {
-				return true
+				return d, true
 			}
-			q.pop()
+			dropped = q.pop()
 		}
-		dropped = true
+		ok = true
 	}
 	if q.head > 32 && q.head >= len(q.buf)/2 {
 		// Reuse the consumed front rather than growing forever behind a queue that never drains.
@@ -30,7 +32,7 @@ func (q *deliveryQueue) push(d Deliver, dropNewest bool) (dropped bool) {
 		q.buf, q.head = q.buf[:n], 0
 	}
 	q.buf = append(q.buf, d)
-	return dropped
+	return dropped, ok
 }
 
 // pushFront puts back a message that could not be sent yet.
@@ -53,20 +55,23 @@ func (q *deliveryQueue) pop() Deliver {
 	return d
 }
 
-func (q *deliveryQueue) dropOneQoS0() bool {
+func (q *deliveryQueue) dropOneQoS0() (Deliver, bool) {
 	for i := q.head; i < len(q.buf); i++ {
-		if q.buf[i].QoS == 0 {
+		if d := q.buf[i]; d.QoS == 0 {
 			copy(q.buf[i:], q.buf[i+1:])
 			q.buf[len(q.buf)-1] = Deliver{}
 			q.buf = q.buf[:len(q.buf)-1]
-			return true
+			return d, true
 		}
 	}
-	return false
+	return Deliver{}, false
 }
 
 func (q *deliveryQueue) dropQoS0() {
-	for q.dropOneQoS0() {
+	for {
+		if _, ok := q.dropOneQoS0(); !ok {
+			break
+		}
 	}
 	if q.len() == 0 {
 		q.clear()

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"io"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
@@ -158,7 +157,7 @@ func (r *reader) publish(p *codec.Publish) *violation {
 	if err := topics.ValidateName(p.Topic, cfg.Limits.MaxTopicLength, cfg.Limits.MaxTopicLevels); err != nil {
 		return r.refuse(p, codec.TopicNameInvalid, "topic name: "+err.Error())
 	}
-	if p.Topic == "$SYS" || strings.HasPrefix(p.Topic, "$SYS/") {
+	if isSys(p.Topic) {
 		return r.refuse(p, codec.NotAuthorized, "clients may not publish to $SYS topics")
 	}
 	if r.guard { // ACL and publish rate (auth.go)
@@ -172,7 +171,7 @@ func (r *reader) publish(p *codec.Publish) *violation {
 	if p.Properties.Has(codec.PropMessageExpiryInterval) {
 		received = time.Now()
 	}
-	rt := newRoute(p, r.clientID, r.link, received)
+	rt := newRoute(r.env, p, r.clientID, r.link, received)
 	// Take a credit: when the router is behind, this blocks, the socket is not read, and TCP
 	// pushes back on the client.
 	select {

@@ -2,28 +2,43 @@ package actors
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
 
 	"github.com/actormq/actormq/codec"
 	"github.com/actormq/actormq/config"
+	"github.com/actormq/actormq/store"
+	"github.com/actormq/actormq/topics"
 )
 
 // Registry is the sessions supervisor: it owns the map from client id to session actor, so
 // that two connections with one client id always reach the same session (takeover), and it
 // alone ends sessions, so that an attach never races with a session's end.
+//
+// The store is where it starts from: when it starts (with the broker, or again after a
+// failure, which stops all its sessions) it starts every stored session from its records; a
+// stored session that stops without the registry ending it (the console, a failure past its
+// restart budget) is started again from the store, under the same name, so that shards
+// holding its subscriptions reach it again.
 type Registry struct {
 	env      *Env
 	sessions map[string]*regEntry
-	stopping bool // the broker is shutting down: its sessions ending is no news
+	stopping bool // the broker is shutting down, or the registry restarting: no healing
 }
 
 type regEntry struct {
 	pid *actor.PID
 	ref *sessionRef
 	gen uint64 // attaches routed to this session so far
+
+	heals     int       // times started again from the store since healSince
+	healSince time.Time // start of the current restart window
 }
+
+// Ready asks the registry to answer once it has started (and spawned the stored sessions).
+type Ready struct{}
 
 // NewRegistry returns the producer of the registry actor.
 func NewRegistry(env *Env) actor.Producer {
@@ -43,6 +58,10 @@ func RestartStrategy(s config.Supervision) actor.SupervisorStrategy {
 // Receive implements actor.Actor.
 func (r *Registry) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		r.restore(ctx)
+	case *Ready:
+		ctx.Respond(true) // after Started: every stored session is spawned
 	case *attachRequest:
 		r.attach(ctx, m)
 	case *sessionIdle:
@@ -52,22 +71,97 @@ func (r *Registry) Receive(ctx actor.Context) {
 			r.env.Stats.Sessions.Add(-1)
 			ctx.Stop(m.pid)
 		}
+	case *actor.Restarting:
+		// protoactor stops every session before the new registry starts; it starts the
+		// stored ones again from the store.
+		r.stopping = true
+		r.env.Stats.Sessions.Add(-int64(len(r.sessions)))
+		r.sessions = nil
 	case *actor.Stopping:
 		r.stopping = true
 	case *actor.Terminated:
-		// A session stopped past its restart budget (or from the console): forget it, so that
-		// the client id gets a fresh session on its next connect.
-		for id, e := range r.sessions {
-			if e.pid.Equal(m.Who) {
-				if !r.stopping {
-					r.env.Log.Error("session stopped; its client starts afresh on its next connect", zap.String("client", id))
-				}
-				delete(r.sessions, id)
-				r.env.Stats.Sessions.Add(-1)
-				break
-			}
-		}
+		r.terminated(ctx, m.Who)
 	}
+}
+
+// restore starts every stored session. The broker opens its listeners once they have all
+// registered their subscriptions (Env.Restoring).
+func (r *Registry) restore(ctx actor.Context) {
+	stored, orphans, err := LoadSessions(r.env.Store)
+	if err != nil {
+		r.env.Log.Error("cannot load the stored sessions; they are not restored", zap.Error(err))
+		return
+	}
+	if len(orphans) > 0 {
+		var b store.Batch
+		for _, id := range orphans {
+			b.DeleteSession(id)
+		}
+		r.env.Store.Commit(&b, nil)
+	}
+	r.env.Restoring.Add(len(stored))
+	for _, from := range stored {
+		r.spawn(ctx, from.rec.ClientID, from, false)
+	}
+	if len(stored) > 0 {
+		r.env.Log.Info("restored stored sessions", zap.Int("sessions", len(stored)))
+	}
+}
+
+// LoadSessions reads every stored session. Orphans are client ids with records but no session
+// record (a damaged store, or a crash of an older format); they are to be deleted.
+func LoadSessions(st store.Store) (sessions []*storedSession, orphans []string, err error) {
+	var cur *storedSession
+	var orphan string
+	err = st.Load(store.Visitor{
+		Session: func(rec *store.SessionRecord) error {
+			cur = &storedSession{rec: rec}
+			sessions = append(sessions, cur)
+			return nil
+		},
+		Message: func(id string, seq uint64, rec *store.MessageRecord) error {
+			if cur == nil || cur.rec.ClientID != id {
+				if orphan != id {
+					orphan = id
+					orphans = append(orphans, id)
+				}
+				return nil
+			}
+			cur.msgs = append(cur.msgs, storedMessage{seq, rec})
+			return nil
+		},
+		Inbound: func(id string, packetID uint16) error {
+			if cur == nil || cur.rec.ClientID != id {
+				if orphan != id {
+					orphan = id
+					orphans = append(orphans, id)
+				}
+				return nil
+			}
+			cur.inbound = append(cur.inbound, packetID)
+			return nil
+		},
+	})
+	return sessions, orphans, err
+}
+
+// spawn starts the session actor of clientID: new, from stored records, or (reload) from the
+// store itself.
+func (r *Registry) spawn(ctx actor.Context, clientID string, from *storedSession, reload bool) *regEntry {
+	e := r.sessions[clientID]
+	if e == nil {
+		e = &regEntry{ref: &sessionRef{clientID: clientID}}
+		r.sessions[clientID] = e
+		r.env.Stats.Sessions.Add(1)
+	}
+	props := r.env.sessionProps(clientID, e.ref, from, reload)
+	pid, err := ctx.SpawnNamed(props, "session/"+clientID)
+	if err != nil {
+		// The name is still held by a session that is stopping; a generated one serves.
+		pid = ctx.SpawnPrefix(props, "session/"+clientID+"#")
+	}
+	e.pid, e.ref.pid = pid, pid
+	return e
 }
 
 func (r *Registry) attach(ctx actor.Context, m *attachRequest) {
@@ -78,19 +172,69 @@ func (r *Registry) attach(ctx actor.Context, m *attachRequest) {
 				msg: fmt.Sprintf("the broker holds limits.max_sessions = %d sessions", r.env.Cfg.Limits.MaxSessions)})
 			return
 		}
-		ref := &sessionRef{clientID: m.clientID}
-		props := actor.PropsFromProducer(NewSession(r.env, m.clientID, ref))
-		pid, err := ctx.SpawnNamed(props, "session/"+m.clientID)
-		if err != nil {
-			// The name is still held by a session that is stopping; a generated one serves.
-			pid = ctx.SpawnPrefix(props, "session/"+m.clientID+"#")
-		}
-		ref.pid = pid
-		e = &regEntry{pid: pid, ref: ref}
-		r.sessions[m.clientID] = e
-		r.env.Stats.Sessions.Add(1)
+		e = r.spawn(ctx, m.clientID, nil, false)
 	}
 	e.gen++
 	m.gen = e.gen
 	ctx.Send(e.pid, m)
+}
+
+// terminated: a session stopped. One the registry ended is gone already. A stored one was
+// stopped from outside (the console, a failure past its restart budget): it is started again
+// from the store, at most supervision.max_restarts times per restart_window, after which it
+// is given up (an ERROR line, and its records deleted) rather than failing forever. One with
+// nothing stored is forgotten: its client starts afresh on its next connect.
+func (r *Registry) terminated(ctx actor.Context, who *actor.PID) {
+	if r.stopping {
+		return
+	}
+	for id, e := range r.sessions {
+		if !e.pid.Equal(who) {
+			continue
+		}
+		if !e.ref.stored.Load() {
+			r.env.Log.Warn("session stopped; its client starts afresh on its next connect", zap.String("client", id))
+			delete(r.sessions, id)
+			r.env.Stats.Sessions.Add(-1)
+			return
+		}
+		sup := r.env.Cfg.Supervision
+		if now := time.Now(); now.Sub(e.healSince) > sup.RestartWindow.Std() {
+			e.heals, e.healSince = 0, now
+		}
+		if e.heals++; e.heals > sup.MaxRestarts {
+			r.env.Log.Error("stored session keeps failing; giving it up and deleting its records",
+				zap.String("client", id), zap.Int("restarts", e.heals-1), zap.Duration("window", sup.RestartWindow.Std()))
+			r.giveUp(ctx, id)
+			delete(r.sessions, id)
+			r.env.Stats.Sessions.Add(-1)
+			return
+		}
+		r.env.Log.Warn("stored session stopped; starting it again from the store", zap.String("client", id))
+		r.spawn(ctx, id, nil, true)
+		return
+	}
+}
+
+// giveUp unregisters a stored session's subscriptions (it left them in the shards when it
+// stopped, for the session started again) and deletes its records.
+func (r *Registry) giveUp(ctx actor.Context, clientID string) {
+	err := r.env.Store.LoadClient(clientID, store.Visitor{Session: func(rec *store.SessionRecord) error {
+		for _, sub := range rec.Subscriptions {
+			group, inner, shared, _ := topics.ParseShared(sub.Filter)
+			if !shared {
+				inner = sub.Filter
+			}
+			msg := &shardUnsubscribe{clientID: clientID, filter: inner, group: group}
+			r.env.eachShard(inner, func(pid *actor.PID) { ctx.Send(pid, msg) })
+		}
+		return nil
+	}})
+	if err != nil {
+		r.env.Log.Error("cannot read the session given up; its subscriptions stay in the router",
+			zap.String("client", clientID), zap.Error(err))
+	}
+	var b store.Batch
+	b.DeleteSession(clientID)
+	r.env.Store.Commit(&b, nil)
 }

@@ -1,27 +1,33 @@
 package actors
 
 import (
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
 
 	"github.com/actormq/actormq/codec"
+	"github.com/actormq/actormq/store"
 	"github.com/actormq/actormq/topics"
 )
 
 // Shard is a router shard actor: the subscriptions that can match the topics hashed to it
 // (its exact filters, and every wildcard filter) and the retained messages of its topics.
-// They live in a shardState that the props producer captures, so that a shard restarted by
-// its supervisor after a failure finds its trie and retained messages again (PROTOACTOR.md:
-// a restart makes a fresh actor struct).
+//
+// Its state lives in a ShardState that outlives the actor: a shard restarted after a failure,
+// or started again after it stopped, keeps its trie (rebuilding it from the sessions would
+// lose what is routed meanwhile) and reloads its retained messages from the store, where every
+// change to them is written before the publisher is answered.
 type Shard struct {
 	env   *Env
 	index int
-	*shardState
+	guard *mailboxGuard
+	*ShardState
 }
 
-type shardState struct {
+// ShardState is what a shard keeps across its restarts.
+type ShardState struct {
 	subs     *topics.Tree[*subEntry]
 	groups   map[groupKey]*shareGroup
 	retained *topics.Index[*retainedMsg]
@@ -29,6 +35,7 @@ type shardState struct {
 	// merge is reused for every publish: one delivery per session, however many of its
 	// subscriptions match [MQTT-3.3.4-2].
 	merge map[*sessionRef]*Deliver
+	batch store.Batch // reused for each retained change
 }
 
 type subEntry struct {
@@ -51,40 +58,75 @@ type retainedMsg struct {
 	received time.Time
 }
 
-// NewShard returns the props producer of shard index.
-func NewShard(env *Env, index int) actor.Producer {
-	st := &shardState{
+// NewShardState returns the empty state of a shard.
+func NewShardState() *ShardState {
+	return &ShardState{
 		subs:     topics.NewTree[*subEntry](),
 		groups:   make(map[groupKey]*shareGroup),
 		retained: topics.NewIndex[*retainedMsg](),
 		merge:    make(map[*sessionRef]*Deliver),
 	}
-	return func() actor.Actor { return &Shard{env: env, index: index, shardState: st} }
+}
+
+// ShardProps returns the props of shard index with state st: a fresh actor (and guard) for
+// each spawn, the same state for all of them.
+func (e *Env) ShardProps(index int, st *ShardState) *actor.Props {
+	g := newMailboxGuard(e)
+	return e.Props(KindShard, func() actor.Actor {
+		return &Shard{env: e, index: index, guard: g, ShardState: st}
+	}, g)
 }
 
 // Receive implements actor.Actor.
 func (s *Shard) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
+		s.guard.pid.Store(ctx.Self())
 		clear(s.merge) // a publish that failed half-way left its partial merge behind
+		s.batch.Reset()
+		s.loadRetained()
 	case *route:
 		s.route(ctx, m)
 	case *shardSubscribe:
 		s.subscribe(ctx, m)
 	case *shardUnsubscribe:
 		s.unsubscribe(m)
+	case *actor.Stopped:
+		s.guard.stopped.Store(true)
 	}
+}
+
+// loadRetained rebuilds the retained index from the store, at the shard's first start and
+// after a failure, so that what it holds is what was acknowledged.
+func (s *Shard) loadRetained() {
+	idx := topics.NewIndex[*retainedMsg]()
+	err := s.env.Store.Load(store.Visitor{Retained: func(topic string, r *store.MessageRecord) error {
+		if s.env.shardOf(topic) == s.index {
+			idx.Set(topic, &retainedMsg{pub: r.Pub, received: r.Received})
+		}
+		return nil
+	}})
+	if err != nil {
+		// The messages in memory are the best there is; the store's error is the news.
+		s.env.Log.Error("router shard: cannot load its retained messages; keeping those in memory",
+			zap.Int("shard", s.index), zap.Error(err))
+		return
+	}
+	s.env.Stats.Retained.Add(int64(idx.Len() - s.retained.Len()))
+	s.retained = idx
 }
 
 func (s *Shard) route(ctx actor.Context, m *route) {
 	defer func() {
-		// The shard's own share of the route, given back also when routing fails half-way, so
-		// that a failure never keeps the publisher's credit; the failure then goes on to the
-		// supervisor as before.
-		m.release()
+		// The shard's shares of the route are given back also when routing fails half-way,
+		// so that a failure never keeps the publisher's credit, and the publisher is told;
+		// the failure then goes on to the supervisor as before.
 		if r := recover(); r != nil {
+			m.abandon()
 			panic(r)
 		}
+		m.ackDone()
+		m.release()
 	}()
 	pub := m.pub
 	if pub.Retain {
@@ -102,29 +144,18 @@ func (s *Shard) route(ctx actor.Context, m *route) {
 	for ref, d := range s.merge {
 		d.Received, d.flow = m.received, m
 		m.refs.Add(1)
-		ref.pending.Add(1)
+		if d.QoS > 0 && m.link != nil && ref.stored.Load() {
+			// The session keeps it in the store: the publisher is answered once it is there.
+			m.holdAck()
+			d.ack = true
+		}
 		ctx.Send(ref.pid, d)
 	}
 	clear(s.merge)
+	m.matched = matched > 0
 	if ce := s.env.Log.Check(zap.DebugLevel, "routed"); ce != nil {
 		ce.Write(zap.String("topic", pub.Topic), zap.Uint8("qos", pub.QoS), zap.Bool("retain", pub.Retain),
 			zap.String("from", m.from), zap.Int("sessions", matched), zap.Int("shard", s.index))
-	}
-
-	if m.link == nil {
-		return // a will: no publisher to acknowledge
-	}
-	if pub.QoS > 0 {
-		code := codec.Success
-		if matched == 0 && m.link.Version == codec.V5 {
-			code = codec.NoMatchingSubscribers
-		}
-		if pub.QoS == 1 {
-			_ = m.link.sendAck(codec.TypePuback, pub.PacketID, code)
-			m.link.InboundUnacked.Add(-1)
-		} else {
-			_ = m.link.sendAck(codec.TypePubrec, pub.PacketID, code)
-		}
 	}
 }
 
@@ -148,12 +179,14 @@ func (s *Shard) add(e *subEntry, pub *codec.Publish) {
 }
 
 // retain stores, replaces or (empty payload) deletes the retained message of a topic
-// [MQTT-3.3.1-5, -10, -11].
+// [MQTT-3.3.1-5, -10, -11], in the index and in the store.
 func (s *Shard) retain(m *route) {
 	topic := m.pub.Topic
 	if len(m.pub.Payload) == 0 {
 		if s.retained.Delete(topic) {
 			s.env.Stats.Retained.Add(-1)
+			s.batch.DeleteRetained(topic)
+			s.commit(m)
 		}
 		return
 	}
@@ -166,7 +199,31 @@ func (s *Shard) retain(m *route) {
 	if !s.retained.Set(topic, &retainedMsg{pub: m.pub, received: m.received}) {
 		s.env.Stats.Retained.Add(1)
 	}
+	s.batch.PutRetained(topic, &store.MessageRecord{Pub: m.pub, QoS: m.pub.QoS, Retain: true, Received: m.received})
+	s.commit(m)
 }
+
+// commit writes the retained change; the publisher's answer waits for it.
+func (s *Shard) commit(m *route) {
+	if isSys(m.pub.Topic) {
+		s.batch.Reset() // the broker's own $SYS messages are published again after a restart
+		return
+	}
+	var done func(error)
+	if m.link != nil && m.pub.QoS > 0 {
+		m.holdAck()
+		done = func(err error) {
+			if err != nil {
+				m.fail()
+			}
+			m.ackDone()
+		}
+	}
+	s.env.Store.Commit(&s.batch, done)
+	s.batch.Reset()
+}
+
+func isSys(topic string) bool { return topic == "$SYS" || strings.HasPrefix(topic, "$SYS/") }
 
 func (s *Shard) subscribe(ctx actor.Context, m *shardSubscribe) {
 	if ce := s.env.Log.Check(zap.DebugLevel, "subscription registered"); ce != nil {
@@ -193,7 +250,6 @@ func (s *Shard) subscribe(ctx actor.Context, m *shardSubscribe) {
 		return true
 	})
 	if len(batch) > 0 {
-		m.ref.pending.Add(1)
 		ctx.Send(m.ref.pid, &deliverBatch{msgs: batch})
 	}
 }

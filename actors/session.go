@@ -7,20 +7,34 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/actormq/actormq/codec"
-	"github.com/actormq/actormq/topics"
+	"github.com/actormq/actormq/store"
 )
 
 // Session is the actor of one client id. It outlives its connections: subscriptions, the
-// outbound inflight window and queue, inbound QoS 2 state, the will and the expiry all live in
-// sessionState, which the props producer captures so that a restarted actor finds it again.
+// outbound inflight window and queue, inbound QoS 2 state, the will and the expiry.
+//
+// A session that outlives its connection (Session Expiry Interval above 0, or a 3.1.1 client
+// with clean session off) is *stored*: every change to that state is written to the store
+// (session_store.go), in one batch per message the actor handles, and what the publisher of a
+// message is told waits for it. The store is what a session is rebuilt from: when the broker
+// starts, when the actor restarts after a failure, when the registry starts it again after it
+// was stopped. A session that ends with its connection has nothing stored and nothing to
+// rebuild: a failure ends it, and its client starts afresh on its next connect.
 type Session struct {
-	env *Env
-	st  *sessionState
+	env   *Env
+	guard *mailboxGuard
+	st    *sessionState
 }
 
+// sessionState is the session's working state. It lives outside the actor struct, captured
+// by the props producer, so that a restarted actor can give back what the failed one held
+// (credits of parked messages, its connection) before it reloads from the store.
 type sessionState struct {
 	clientID string
 	ref      *sessionRef
+	began    bool           // the actor has started once: the next Started is a restart
+	restore  *storedSession // what to start from, for a session started from stored records
+	reload   bool           // start from the store (a stored session started again)
 
 	// The attached connection, nil while disconnected. gen numbers attaches: messages of an
 	// older connection are ignored.
@@ -28,11 +42,13 @@ type sessionState struct {
 	conn       *actor.PID
 	gen        uint64
 	receiveMax uint16
-	user       string // who attached last (auth.go): subscriptions are checked as them
+	version    codec.Version // of the last connection
+	user       string        // who attached last (auth.go): subscriptions are checked as them
 
-	expiry uint32 // seconds after disconnect; 0: ends with the connection; 0xFFFFFFFF: never
-	will   *codec.Will
-	fresh  bool // no state carried over yet: the next attach reports Session Present 0
+	expiry         uint32 // seconds after disconnect; 0: ends with the connection; 0xFFFFFFFF: never
+	will           *codec.Will
+	fresh          bool      // no state carried over yet: the next attach reports Session Present 0
+	disconnectedAt time.Time // zero while connected
 
 	subs     map[string]*subscription // by the filter as the client wrote it
 	inflight map[uint16]*outMsg
@@ -42,6 +58,14 @@ type sessionState struct {
 	backlog  []Deliver // retained messages of new subscriptions, sent as the window allows
 	nextID   uint16
 	inbound2 map[uint16]struct{} // QoS 2 ids received and not yet released [MQTT-4.3.3-10]
+
+	// The store (session_store.go).
+	stored   bool        // this session's state is in the store
+	seq      uint64      // the last message record number given out
+	batch    store.Batch // this message's writes, committed when the actor has handled it
+	acks     []*route    // acknowledgement shares given up once batch is durable
+	pubcomps []uint16    // PUBCOMPs that wait for the release of their packet id to be durable
+	dirty    bool        // the session record changed
 
 	scratch codec.Publish // for fitsDelivery's size check, without a heap copy per delivery
 
@@ -67,35 +91,38 @@ type outMsg struct {
 	done   bool
 }
 
-// NewSession returns the producer of the session actor for clientID.
-func NewSession(env *Env, clientID string, ref *sessionRef) actor.Producer {
+// sessionProps returns the props of the session actor of clientID: a new session, one that
+// starts from stored records (from), or one that reads them from the store when it starts.
+func (e *Env) sessionProps(clientID string, ref *sessionRef, from *storedSession, reload bool) *actor.Props {
 	st := &sessionState{
 		clientID: clientID,
 		ref:      ref,
+		restore:  from,
+		reload:   reload,
 		fresh:    true,
 		subs:     make(map[string]*subscription),
 		inflight: make(map[uint16]*outMsg),
 		inbound2: make(map[uint16]struct{}),
-		queue:    deliveryQueue{max: env.Cfg.Sessions.MaxQueuedMessages},
+		queue:    deliveryQueue{max: e.Cfg.Sessions.MaxQueuedMessages},
 	}
-	return func() actor.Actor { return &Session{env: env, st: st} }
+	g := newMailboxGuard(e)
+	return e.Props(KindSession, func() actor.Actor { return &Session{env: e, guard: g, st: st} }, g)
 }
 
 // Receive implements actor.Actor.
 func (s *Session) Receive(ctx actor.Context) {
 	st := s.st
-	defer s.report() // console: inflight and queue sizes
 	switch m := ctx.Message().(type) {
 	case *Deliver:
-		st.ref.pending.Add(-1)
-		s.enqueue(ctx, *m)
+		s.take(ctx, *m)
 		s.pump(ctx)
 	case *deliverBatch:
-		st.ref.pending.Add(-1)
 		st.backlog = append(st.backlog, m.msgs...)
 		s.pump(ctx)
 	case *inboundQoS2:
 		s.inboundQoS2(ctx, m)
+	case *inboundFailed:
+		s.forgetInbound(m.id)
 	case *clientPacket:
 		if m.gen == st.gen && st.link != nil {
 			s.clientPacket(ctx, m.pkt)
@@ -115,27 +142,102 @@ func (s *Session) Receive(ctx actor.Context) {
 		if m.gen == st.gen && st.link == nil {
 			s.end(ctx)
 		}
+	case *actor.Started:
+		s.started(ctx)
 	case *actor.Stopping:
 		s.stopping(ctx)
 	case *actor.Stopped:
 		stopTimer(&st.expiryTimer)
 		stopTimer(&st.willTimer)
 		s.leaveDirectory(ctx)
+		s.guard.stopped.Store(true)
+	}
+	s.flush()  // this message's writes (session_store.go)
+	s.report() // console: inflight and queue sizes
+}
+
+// started: a new session, a stored one to rebuild, or a restart after a failure.
+func (s *Session) started(ctx actor.Context) {
+	st := s.st
+	s.guard.pid.Store(ctx.Self())
+	switch {
+	case st.restore != nil:
+		from := st.restore
+		st.restore, st.began = nil, true
+		s.rebuild(ctx, from)
+		s.env.Restoring.Done()
+	case st.reload:
+		st.reload, st.began = false, true
+		from, err := s.load()
+		if err != nil {
+			s.env.Log.Error("stored session cannot be read from the store; it ends",
+				zap.String("client", st.clientID), zap.Error(err))
+			s.end(ctx)
+			return
+		}
+		s.rebuild(ctx, from)
+	case !st.began:
+		st.began = true
+	default:
+		s.recover(ctx)
 	}
 }
 
-// stopping: a session stopped from outside (the console, not its own end through the
-// registry, which resets it first) must not leave a client attached to nothing or
-// subscriptions that point at a dead actor: it unregisters them and disconnects its client,
-// which reconnects to a fresh session.
+// recover follows a failure: protoactor lost the message the actor failed on, and the working
+// state may be half changed by it. That message's writes were never committed: they are
+// dropped, and the publishers waiting for them told so. A stored session then reads its state
+// back from the store, as of the last message it handled in full; its connection stays (the
+// inflight messages the store holds are those the client has). A session with nothing stored
+// has no other copy and keeps its working state.
+func (s *Session) recover(ctx actor.Context) {
+	st := s.st
+	s.dropUncommitted()
+	if !st.stored {
+		s.env.Log.Warn("session failed; restarted with its state in memory", zap.String("client", st.clientID))
+		return
+	}
+	s.releaseParked() // the store has them as queued
+	from, err := s.load()
+	if err != nil {
+		s.env.Log.Error("session failed and cannot be read back from the store; keeping its state in memory",
+			zap.String("client", st.clientID), zap.Error(err))
+		return
+	}
+	s.env.Log.Warn("session failed; restarted from the store", zap.String("client", st.clientID))
+	s.rebuild(ctx, from)
+}
+
+// stopping: a session stopped from outside (the console, its registry restarting, a failure
+// past its restart budget) disconnects its client, which must not stay attached to nothing.
+// A stored session leaves its records and its subscriptions in the shards as they are: the
+// registry starts it again from the store, under the same PID. One with nothing stored
+// unregisters and is gone. (A session the registry ends has reset itself first.)
 func (s *Session) stopping(ctx actor.Context) {
 	st := s.st
+	s.dropUncommitted()
+	s.releaseParked()
 	if st.link != nil {
 		ctx.Send(st.conn, &Kick{Code: codec.AdministrativeAction, Reason: "session stopped by the server"})
 		st.link, st.conn = nil, nil
 	}
-	st.will = nil // an administrative end, not a client failure
-	s.reset(ctx)
+	if !st.stored {
+		st.will = nil // an administrative end, not a client failure
+		s.reset(ctx)
+		return
+	}
+	// Counted again by the session started from the store.
+	s.env.Stats.Subscriptions.Add(-int64(len(st.subs)))
+	clear(st.subs)
+}
+
+// releaseParked gives back the credits parked messages hold; they are in the store already
+// (a stored session writes every QoS 1/2 message it takes), or dropped with the session.
+func (s *Session) releaseParked() {
+	st := s.st
+	for _, d := range st.parked {
+		d.flow.release()
+	}
+	st.parked = nil
 }
 
 func (s *Session) attach(ctx actor.Context, m *attachRequest) {
@@ -167,6 +269,9 @@ func (s *Session) attach(ctx actor.Context, m *attachRequest) {
 	s.dirEntry(ctx)
 	st.link, st.conn, st.gen = m.link, m.conn, m.gen
 	st.expiry, st.will, st.receiveMax = m.expiry, m.will, m.receiveMax
+	st.version = m.link.Version
+	st.disconnectedAt = time.Time{}
+	s.storeIfKept()
 
 	m.connack.SessionPresent = present // [MQTT-3.2.2-1..3]
 	if err := st.link.Send(m.connack); err != nil {
@@ -194,6 +299,7 @@ func (s *Session) detach(ctx actor.Context, m *detach) {
 		return
 	}
 	st.link, st.conn = nil, nil
+	st.disconnectedAt = time.Now()
 	if m.newExpiry != nil {
 		st.expiry = *m.newExpiry
 	}
@@ -204,21 +310,34 @@ func (s *Session) detach(ctx actor.Context, m *detach) {
 	if !m.sendWill {
 		st.will = nil // a normal DISCONNECT discards the will [MQTT-3.1.2-10]
 	}
+	s.storeIfKept()
+	if st.expiry == 0 {
+		s.end(ctx)
+		return
+	}
+	s.startTimers(ctx, 0)
+}
+
+// startTimers starts the will delay and the session expiry of a disconnected session, gone
+// already for elapsed (a session restored from the store).
+func (s *Session) startTimers(ctx actor.Context, elapsed time.Duration) {
+	st := s.st
+	expiry := time.Duration(st.expiry) * time.Second
+	if st.expiry != 0xFFFFFFFF && elapsed >= expiry {
+		s.end(ctx)
+		return
+	}
 	if st.will != nil {
 		delay, _ := st.will.Properties.WillDelayInterval()
-		if delay == 0 || st.expiry == 0 {
+		d := min(time.Duration(delay)*time.Second, expiry) - elapsed
+		if d <= 0 {
 			s.publishWill(ctx)
 		} else {
-			d := min(time.Duration(delay), time.Duration(st.expiry)) * time.Second
 			st.willTimer = s.after(ctx, d, &willTimer{gen: st.gen})
 		}
 	}
-	switch st.expiry {
-	case 0:
-		s.end(ctx)
-	case 0xFFFFFFFF:
-	default:
-		st.expiryTimer = s.after(ctx, time.Duration(st.expiry)*time.Second, &expiryTimer{gen: st.gen})
+	if st.expiry != 0xFFFFFFFF {
+		st.expiryTimer = s.after(ctx, expiry-elapsed, &expiryTimer{gen: st.gen})
 	}
 }
 
@@ -233,7 +352,7 @@ func (s *Session) end(ctx actor.Context) {
 	ctx.Send(ctx.Parent(), &sessionIdle{clientID: st.clientID, pid: ctx.Self(), gen: st.gen})
 }
 
-// reset discards the session's state [MQTT-3.1.2-4].
+// reset discards the session's state [MQTT-3.1.2-4], in memory and in the store.
 func (s *Session) reset(ctx actor.Context) {
 	st := s.st
 	s.env.Stats.Subscriptions.Add(-int64(len(st.subs)))
@@ -251,6 +370,7 @@ func (s *Session) reset(ctx actor.Context) {
 	st.backlog = nil
 	clear(st.inbound2)
 	st.fresh = true
+	s.unstore()
 	s.reportSubs()
 }
 
@@ -258,6 +378,7 @@ func (s *Session) publishWill(ctx actor.Context) {
 	st := s.st
 	w := st.will
 	st.will = nil
+	st.dirty = true
 	stopTimer(&st.willTimer)
 	if w == nil {
 		return
@@ -265,7 +386,7 @@ func (s *Session) publishWill(ctx actor.Context) {
 	pub := &codec.Publish{Topic: w.Topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain}
 	copyWillProperties(&pub.Properties, &w.Properties)
 	s.env.Log.Debug("publishing will", zap.String("client", st.clientID), zap.String("topic", w.Topic))
-	ctx.Send(s.env.Shards[s.env.shardOf(w.Topic)], newRoute(pub, st.clientID, nil, time.Now()))
+	ctx.Send(s.env.Shards[s.env.shardOf(w.Topic)], newRoute(s.env, pub, st.clientID, nil, time.Now()))
 }
 
 // copyWillProperties keeps the will properties that a PUBLISH carries [MQTT-3.1.3-10]; the
@@ -301,338 +422,4 @@ func stopTimer(t **time.Timer) {
 		(*t).Stop()
 		*t = nil
 	}
-}
-
-// ---- outbound ----
-
-// enqueue takes one delivery from a shard: it goes out now when the window allows and nothing
-// waits before it (same topic, same order), else into the queue. A QoS 1/2 message that finds
-// the queue full while the client is connected is parked with its publisher's credit, which
-// slows the publisher down instead of losing the message; everything else releases the
-// credit at once.
-func (s *Session) enqueue(ctx actor.Context, d Deliver) {
-	st := s.st
-	switch {
-	case st.link == nil && d.QoS == 0:
-		// not kept for a disconnected client
-	case st.link != nil && d.QoS > 0 && (st.queue.len() >= st.queue.max || len(st.parked) > 0):
-		st.parked = append(st.parked, d)
-		return
-	case st.link != nil && d.QoS == 0 && st.queue.len() == 0 && len(st.backlog) == 0:
-		if s.send(d, 0, false) == writerFull {
-			s.queue(d)
-			s.retryLater(ctx)
-		}
-	default:
-		s.queue(d)
-	}
-	d.flow.release()
-}
-
-func (s *Session) queue(d Deliver) {
-	if dropped := s.st.queue.push(d, s.env.Cfg.Sessions.QueueDropPolicy == "drop_newest"); dropped {
-		s.env.Stats.DroppedQueue.Add(1)
-		s.countDrop()
-	}
-}
-
-// unpark moves parked messages into the queue while it has room, or all of them (under the
-// queue's drop policy) when force is set.
-func (s *Session) unpark(force bool) {
-	st := s.st
-	n := 0
-	for ; n < len(st.parked) && (force || st.queue.len() < st.queue.max); n++ {
-		d := st.parked[n]
-		s.queue(d)
-		d.flow.release()
-		st.parked[n] = Deliver{}
-	}
-	st.parked = st.parked[n:]
-	if len(st.parked) == 0 {
-		st.parked = nil
-	}
-}
-
-func (s *Session) window() int {
-	w := s.env.Cfg.MQTT.MaxInflight
-	if rm := int(s.st.receiveMax); rm > 0 && rm < w {
-		w = rm // the client's Receive Maximum [MQTT-3.3.4-7]
-	}
-	return w
-}
-
-// pump sends queued messages while the client's window has room.
-func (s *Session) pump(ctx actor.Context) {
-	st := s.st
-	if st.link == nil {
-		return
-	}
-	for st.link != nil && len(st.inflight) < s.window() {
-		var d Deliver
-		switch {
-		case len(st.backlog) > 0:
-			d = st.backlog[0]
-			st.backlog[0] = Deliver{}
-			st.backlog = st.backlog[1:]
-		case st.queue.len() > 0:
-			d = st.queue.pop()
-			if len(st.parked) > 0 {
-				s.unpark(false)
-			}
-		default:
-			return
-		}
-		if d.QoS == 0 {
-			if s.send(d, 0, false) == writerFull {
-				st.queue.pushFront(d)
-				s.retryLater(ctx)
-				return
-			}
-			continue
-		}
-		o := &outMsg{d: d, id: s.nextPacketID()}
-		switch s.send(d, o.id, false) {
-		case writerFull:
-			st.queue.pushFront(d) // kept for a retry
-			s.retryLater(ctx)
-			return
-		case discarded:
-			continue // expired or too large: as if its delivery had completed [MQTT-3.1.2-25]
-		}
-		st.inflight[o.id] = o
-		st.order = append(st.order, o)
-	}
-}
-
-type sendResult uint8
-
-const (
-	sent       sendResult = iota
-	writerFull            // the writer is full or the connection closing: keep it, try again later
-	discarded             // never to be sent: expired, or too large for the client
-)
-
-// send writes one delivery to the attached connection.
-func (s *Session) send(d Deliver, id uint16, dup bool) sendResult {
-	st := s.st
-	it := outItem{kind: itemPublish, pub: d.Pub, qos: d.QoS, dup: dup, retain: d.Retain, id: id, subIDs: d.SubIDs}
-	if e, ok := d.Pub.Properties.MessageExpiryInterval(); ok {
-		elapsed := uint32(time.Since(d.Received) / time.Second)
-		if elapsed >= e {
-			s.env.Stats.DroppedExpired.Add(1) // [MQTT-3.3.2-5]
-			s.countDrop()
-			return discarded
-		}
-		it.hasExpiry, it.expiry = true, e-elapsed // [MQTT-3.3.2-6]
-	}
-	if !st.link.fitsDelivery(&it, &st.scratch) {
-		s.env.Stats.DroppedTooLarge.Add(1) // [MQTT-3.1.2-25]
-		s.countDrop()
-		return discarded
-	}
-	if st.link.push(it) != nil {
-		return writerFull
-	}
-	return sent
-}
-
-func (s *Session) retryLater(ctx actor.Context) {
-	if s.st.retryPending {
-		return
-	}
-	s.st.retryPending = true
-	s.after(ctx, 20*time.Millisecond, &retryTick{})
-}
-
-func (s *Session) nextPacketID() uint16 {
-	st := s.st
-	for {
-		st.nextID++
-		if st.nextID == 0 {
-			st.nextID = 1
-		}
-		if _, used := st.inflight[st.nextID]; !used {
-			return st.nextID
-		}
-	}
-}
-
-// complete removes a finished outbound message and lets the next one go.
-func (s *Session) complete(ctx actor.Context, o *outMsg) {
-	st := s.st
-	o.done = true
-	delete(st.inflight, o.id)
-	for len(st.order) > 0 && st.order[0].done {
-		st.order[0] = nil
-		st.order = st.order[1:]
-	}
-	s.pump(ctx)
-}
-
-// ---- packets from the client ----
-
-func (s *Session) clientPacket(ctx actor.Context, pkt codec.Packet) {
-	st := s.st
-	v5 := st.link.Version == codec.V5
-	switch p := pkt.(type) {
-	case *codec.Puback:
-		if o := st.inflight[p.PacketID]; o != nil && o.d.QoS == 1 {
-			s.complete(ctx, o)
-		}
-	case *codec.Pubrec:
-		o := st.inflight[p.PacketID]
-		switch {
-		case o == nil || o.d.QoS != 2:
-			if v5 {
-				_ = st.link.sendAck(codec.TypePubrel, p.PacketID, codec.PacketIdentifierNotFound)
-			}
-		case p.ReasonCode >= 0x80:
-			s.complete(ctx, o) // the receiver refused it: the exchange ends [MQTT-4.3.3-4]
-		default:
-			o.pubrel = true
-			_ = st.link.sendAck(codec.TypePubrel, p.PacketID, codec.Success)
-		}
-	case *codec.Pubcomp:
-		if o := st.inflight[p.PacketID]; o != nil && o.pubrel {
-			s.complete(ctx, o)
-		}
-	case *codec.Pubrel:
-		code := codec.Success
-		if _, ok := st.inbound2[p.PacketID]; ok {
-			delete(st.inbound2, p.PacketID)
-		} else if v5 {
-			code = codec.PacketIdentifierNotFound
-		}
-		_ = st.link.sendAck(codec.TypePubcomp, p.PacketID, code)
-		decUnacked(st.link)
-	case *codec.Subscribe:
-		s.subscribe(ctx, p)
-	case *codec.Unsubscribe:
-		s.unsubscribe(ctx, p)
-	}
-}
-
-func (s *Session) inboundQoS2(ctx actor.Context, m *inboundQoS2) {
-	st := s.st
-	r := m.route
-	if _, seen := st.inbound2[r.pub.PacketID]; seen {
-		// A retransmission of a message already routed: acknowledge, do not route again.
-		_ = r.link.sendAck(codec.TypePubrec, r.pub.PacketID, codec.Success)
-		decUnacked(r.link)
-		r.release()
-		return
-	}
-	st.inbound2[r.pub.PacketID] = struct{}{}
-	ctx.Send(s.env.Shards[s.env.shardOf(r.pub.Topic)], r)
-}
-
-func decUnacked(l *Link) {
-	for {
-		n := l.InboundUnacked.Load()
-		if n <= 0 || l.InboundUnacked.CompareAndSwap(n, n-1) {
-			return
-		}
-	}
-}
-
-func (s *Session) subscribe(ctx actor.Context, p *codec.Subscribe) {
-	st := s.st
-	v5 := st.link.Version == codec.V5
-	var subID uint32
-	if ids := p.Properties.SubscriptionIdentifiers(); len(ids) > 0 {
-		subID = ids[0]
-	}
-	codes := make([]codec.ReasonCode, len(p.Subscriptions))
-	for i, sub := range p.Subscriptions {
-		codes[i] = s.addSubscription(ctx, sub, subID, v5)
-	}
-	s.reportSubs()
-	_ = st.link.Send(&codec.Suback{PacketID: p.PacketID, ReasonCodes: codes})
-}
-
-func (s *Session) addSubscription(ctx actor.Context, sub codec.Subscription, subID uint32, v5 bool) codec.ReasonCode {
-	st := s.st
-	cfg := &s.env.Cfg
-	fail := func(code codec.ReasonCode) codec.ReasonCode {
-		if !v5 {
-			return 0x80 // 3.1.1 has one failure code [MQTT-3.9.3-2]
-		}
-		return code
-	}
-	if err := topics.ValidateFilter(sub.Filter, cfg.Limits.MaxTopicLength, cfg.Limits.MaxTopicLevels); err != nil {
-		return fail(codec.TopicFilterInvalid)
-	}
-	group, inner, shared, _ := topics.ParseShared(sub.Filter)
-	if !shared {
-		inner = sub.Filter
-	}
-	if shared && !cfg.MQTT.SharedSubscriptions {
-		return fail(codec.SharedSubscriptionsNotSupported)
-	}
-	if hasWildcard(inner) && !cfg.MQTT.WildcardSubscriptions {
-		return fail(codec.WildcardSubscriptionsNotSupported)
-	}
-	if a := s.env.Auth; a != nil && a.HasACL() && !a.CanSubscribe(st.user, st.clientID, inner) {
-		return fail(codec.NotAuthorized) // 3.1.1: 0x80
-	}
-	existing := st.subs[sub.Filter]
-	if existing == nil && len(st.subs) >= cfg.Limits.MaxSubscriptionsPerClient {
-		return fail(codec.QuotaExceeded)
-	}
-	granted := min(sub.QoS, byte(cfg.MQTT.MaxQoS))
-	opts := sub
-	opts.QoS = granted
-	ns := &subscription{opts: opts, filter: inner, group: group, subID: subID}
-	st.subs[sub.Filter] = ns
-	if existing == nil {
-		s.env.Stats.Subscriptions.Add(1)
-	}
-	// Retained messages: Retain Handling 0 always, 1 only for a new subscription, 2 never
-	// [MQTT-3.3.1-9, -10, -11]; never for a shared subscription.
-	sendRetained := !shared && (sub.RetainHandling == 0 || (sub.RetainHandling == 1 && existing == nil))
-	msg := &shardSubscribe{ref: st.ref, filter: inner, group: group, opts: opts, subID: subID, sendRetained: sendRetained}
-	s.toShards(ctx, inner, msg)
-	return codec.ReasonCode(granted) // Granted QoS 0/1/2 [MQTT-3.9.3-1]
-}
-
-func (s *Session) unsubscribe(ctx actor.Context, p *codec.Unsubscribe) {
-	st := s.st
-	codes := make([]codec.ReasonCode, len(p.Filters))
-	for i, f := range p.Filters {
-		sub := st.subs[f]
-		if sub == nil {
-			codes[i] = codec.NoSubscriptionExisted
-			continue
-		}
-		delete(st.subs, f)
-		s.env.Stats.Subscriptions.Add(-1)
-		s.unregister(ctx, sub)
-	}
-	s.reportSubs()
-	_ = st.link.Send(&codec.Unsuback{PacketID: p.PacketID, ReasonCodes: codes})
-}
-
-func (s *Session) unregister(ctx actor.Context, sub *subscription) {
-	s.toShards(ctx, sub.filter, &shardUnsubscribe{clientID: s.st.clientID, filter: sub.filter, group: sub.group})
-}
-
-// toShards sends a subscription change to the shard of an exact filter, or to every shard for
-// a filter with wildcards, since any topic may match it.
-func (s *Session) toShards(ctx actor.Context, filter string, msg any) {
-	if !hasWildcard(filter) {
-		ctx.Send(s.env.Shards[s.env.shardOf(filter)], msg)
-		return
-	}
-	for _, pid := range s.env.Shards {
-		ctx.Send(pid, msg)
-	}
-}
-
-func hasWildcard(filter string) bool {
-	for i := 0; i < len(filter); i++ {
-		if filter[i] == '+' || filter[i] == '#' {
-			return true
-		}
-	}
-	return false
 }

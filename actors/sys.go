@@ -95,5 +95,5 @@ func (p *SysPublisher) publishAll() {
 // so no credit and no acknowledgement.
 func (p *SysPublisher) publish(topic, payload string) {
 	pub := &codec.Publish{Topic: topic, Payload: []byte(payload), Retain: true}
-	p.env.System.Root.Send(p.env.Shards[p.env.shardOf(topic)], newRoute(pub, "", nil, time.Now()))
+	p.env.System.Root.Send(p.env.Shards[p.env.shardOf(topic)], newRoute(p.env, pub, "", nil, time.Now()))
 }

@@ -23,6 +23,7 @@ type Config struct {
 	MQTT        MQTT        `toml:"mqtt" comment:"What the broker offers to MQTT clients."`
 	Sessions    Sessions    `toml:"sessions" comment:"Sessions: what survives a disconnect."`
 	Retained    Retained    `toml:"retained" comment:"Retained messages."`
+	Store       Store       `toml:"store" comment:"What survives a restart of the broker, or a crash: sessions, their queued and inflight messages, retained messages."`
 	Router      Router      `toml:"router" comment:"The router that matches publishes to subscriptions."`
 	Connections Connections `toml:"connections" comment:"Per-socket buffering."`
 	Auth        Auth        `toml:"auth" comment:"Who may connect, what they may publish and subscribe to, and how fast (README.md, Security)."`
@@ -98,6 +99,13 @@ type Retained struct {
 	MaxMessages int `toml:"max_messages" comment:"retained messages kept in total (at least 1; use mqtt.retain_available to turn retain off)"`
 }
 
+// Store says where and how the broker keeps what must survive a restart.
+type Store struct {
+	Persistence bool   `toml:"persistence" comment:"keep sessions that outlive their connection, their queued and inflight QoS 1/2 messages and the retained messages on disk; false keeps them in memory only, lost on restart"`
+	DataDir     string `toml:"data_dir" comment:"directory of the on-disk store, created on first run; a relative path is relative to this file's directory"`
+	Sync        string `toml:"sync" comment:"batch (a QoS 1/2 message is acknowledged once it is on disk; connections share each fsync), always (an fsync per write) or none (no fsync: a crash of the broker loses nothing, a crash of the machine can)"`
+}
+
 // Router sizes the topic router.
 type Router struct {
 	Shards       int `toml:"shards" comment:"router shards, each owning part of the topics (1 to 1024)"`
@@ -154,6 +162,7 @@ var (
 	protocols      = []string{"3.1", "3.1.1", "5.0"}
 	clientAuths    = []string{"none", "optional", "required"}
 	dropPolicies   = []string{"drop_oldest", "drop_newest"}
+	syncModes      = []string{"batch", "always", "none"}
 	logLevels      = []string{"debug", "info", "warn", "error"}
 	logFormats     = []string{"console", "json"}
 	defaultWSPath  = "/mqtt"
@@ -197,6 +206,7 @@ func Default() Config {
 			QueueDropPolicy:   "drop_oldest",
 		},
 		Retained:    Retained{MaxMessages: 100000},
+		Store:       Store{Persistence: true, DataDir: "data", Sync: "batch"},
 		Router:      Router{Shards: 4, CreditWindow: 256},
 		Connections: Connections{WriterQueue: 1024, WriteTimeout: Duration(10 * time.Second)},
 		Auth:        Auth{AllowAnonymous: true, MaxFailedLoginsPerMinute: 10},

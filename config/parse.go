@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
@@ -28,6 +29,10 @@ func Load(path string) (cfg Config, created bool, err error) {
 		return Config{}, false, fmt.Errorf("config: %w", err)
 	}
 	cfg, err = Parse(data, path)
+	if err == nil && cfg.Store.DataDir != "" && !filepath.IsAbs(cfg.Store.DataDir) {
+		// Beside the file, wherever the broker was started from.
+		cfg.Store.DataDir = filepath.Join(filepath.Dir(path), cfg.Store.DataDir)
+	}
 	return cfg, created, err
 }
 

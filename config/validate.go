@@ -111,6 +111,11 @@ func (c *Config) validate() []issue {
 
 	v.atLeastWhy("retained.max_messages", c.Retained.MaxMessages, 1, "to turn retained messages off set mqtt.retain_available = false")
 
+	v.choice("store.sync", c.Store.Sync, syncModes)
+	if c.Store.Persistence && strings.TrimSpace(c.Store.DataDir) == "" {
+		v.add("store.data_dir", "store.data_dir is empty: name a directory for the store, or set store.persistence = false")
+	}
+
 	v.between("router.shards", c.Router.Shards, 1, 1024)
 	v.between("router.credit_window", c.Router.CreditWindow, 2, maxBuffer)
 

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/eventstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
 	"go.uber.org/zap/zapcore"
@@ -29,6 +30,7 @@ import (
 	"github.com/actormq/actormq/config"
 	"github.com/actormq/actormq/console"
 	"github.com/actormq/actormq/listeners"
+	"github.com/actormq/actormq/store"
 )
 
 // Broker is a running broker.
@@ -45,6 +47,8 @@ type Broker struct {
 	roots     []*actor.PID // stopped in this order, after the listeners
 	conns     *actor.PID
 
+	deadLetters *eventstream.Subscription
+
 	// console (introspect.go); all nil when console.listen is ""
 	started time.Time
 	in      *introspector
@@ -52,17 +56,27 @@ type Broker struct {
 	sysPub  *actors.SysPublisher
 }
 
-// Start builds the tree and binds every listener.
+// Start opens the store, builds the tree, restores the stored sessions and retained
+// messages, and binds every listener.
 func Start(cfg config.Config, log *zap.Logger) (*Broker, error) {
+	st, err := openStore(cfg.Store, log)
+	if err != nil {
+		return nil, err
+	}
 	sys := actor.NewActorSystem(actor.WithLoggerFactory(actorLogger(log)))
-	env := actors.NewEnv(sys, cfg, log)
+	env := actors.NewEnv(sys, cfg, log, st)
 	b := &Broker{sys: sys, env: env, log: log, listeners: newListenerSet(), started: time.Now(),
 		limit: listeners.NewConnLimit(cfg.Limits.MaxConnections)}
+	fail := func(err error) (*Broker, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = b.Stop(ctx)
+		return nil, err
+	}
 	if auth.Needed(cfg) { // security (reload.go): nil keeps the publish path free of checks
 		a, err := auth.New(cfg.Auth)
 		if err != nil {
-			sys.Shutdown()
-			return nil, err
+			return fail(err)
 		}
 		env.Auth = a
 	}
@@ -70,8 +84,10 @@ func Start(cfg config.Config, log *zap.Logger) (*Broker, error) {
 		// Instrumented only when someone can read it: probes cost two atomic adds per message.
 		env.Dir = actors.NewDirectory()
 		b.in = newIntrospector(sys)
+		env.Props = b.in.props
 	}
-	in := b.in
+	b.deadLetters = env.WatchDeadLetters()
+	restart := actor.WithSupervisor(actors.RestartStrategy(cfg.Supervision))
 
 	// Shards and the registry are addressed by fixed PIDs, so that every actor can reach them
 	// from the start and a restarted one keeps its address.
@@ -79,60 +95,58 @@ func Start(cfg config.Config, log *zap.Logger) (*Broker, error) {
 	for i := range env.Shards {
 		env.Shards[i] = sys.NewLocalPID(fmt.Sprintf("router/shard-%d", i))
 	}
-	router, err := sys.Root.SpawnNamed(in.props(actor.PropsFromProducer(newRouter(env),
-		actor.WithSupervisor(actors.RestartStrategy(cfg.Supervision)), in.supervising(kindShard)), kindSupervisor), "router")
+	router, err := sys.Root.SpawnNamed(env.Props(actors.KindSupervisor, newRouter(env)).Configure(restart), "router")
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
-	sessions, err := sys.Root.SpawnNamed(in.props(actor.PropsFromProducer(actors.NewRegistry(env),
-		actor.WithSupervisor(actors.RestartStrategy(cfg.Supervision)), in.supervising(kindSession)), kindRegistry), "sessions")
+	b.roots = append(b.roots, router)
+	// The router spawns its shards when it starts (each loads its retained messages first
+	// thing); publishes must not arrive before that.
+	if _, err := sys.Root.RequestFuture(router, &ready{}, 5*time.Second).Result(); err != nil {
+		return fail(fmt.Errorf("router did not start: %w", err))
+	}
+	sessions, err := sys.Root.SpawnNamed(env.Props(actors.KindRegistry, actors.NewRegistry(env)).Configure(restart), "sessions")
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	env.Registry = sessions
-	b.conns, err = sys.Root.SpawnNamed(in.props(actor.PropsFromProducer(newConnections(env),
-		actor.WithSupervisor(actors.ConnectionStrategy()), in.supervising(kindConnection)), kindSupervisor), "connections")
+	b.roots = append([]*actor.PID{sessions}, b.roots...)
+	// The registry starts the stored sessions when it starts; they register their
+	// subscriptions before a client may publish.
+	if _, err := sys.Root.RequestFuture(sessions, &actors.Ready{}, 5*time.Second).Result(); err != nil {
+		return fail(fmt.Errorf("session registry did not start: %w", err))
+	}
+	if err := waitGroup(&env.Restoring, time.Minute); err != nil {
+		return fail(fmt.Errorf("restoring the stored sessions: %w", err))
+	}
+	b.conns, err = sys.Root.SpawnNamed(env.Props(actors.KindSupervisor, newConnections(env)).
+		Configure(actor.WithSupervisor(actors.ConnectionStrategy())), "connections")
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
-	b.roots = []*actor.PID{b.conns, sessions, router}
-	// The router spawns its shards when it starts; publishes must not arrive before that.
-	if _, err := sys.Root.RequestFuture(router, &ready{}, 5*time.Second).Result(); err != nil {
-		b.Stop(context.Background())
-		return nil, fmt.Errorf("router did not start: %w", err)
-	}
+	b.roots = append([]*actor.PID{b.conns}, b.roots...)
 
 	// Every listener is bound before Start returns, so a taken port is an error now; then the
 	// listener actors take them over.
 	for _, lc := range cfg.Listeners {
 		l, err := b.bind(lc)
 		if err != nil {
-			for _, bound := range b.listeners.all() {
-				_ = bound.Close()
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = b.Stop(ctx)
-			cancel()
-			return nil, err
+			return fail(err)
 		}
 		b.listeners.set(lc.Name, l)
 	}
-	b.lsup, err = sys.Root.SpawnNamed(in.props(actor.PropsFromProducer(func() actor.Actor { return &listenersSupervisor{b: b} },
-		actor.WithSupervisor(actors.RestartStrategy(cfg.Supervision))), kindSupervisor), "listeners")
+	b.lsup, err = sys.Root.SpawnNamed(env.Props(actors.KindSupervisor, func() actor.Actor { return &listenersSupervisor{b: b} }).
+		Configure(restart), "listeners")
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	if _, err := sys.Root.RequestFuture(b.lsup, &ready{}, 5*time.Second).Result(); err != nil {
-		_ = b.Stop(context.Background())
-		return nil, fmt.Errorf("listeners did not start: %w", err)
+		return fail(fmt.Errorf("listeners did not start: %w", err))
 	}
-	if in != nil {
-		b.console, err = console.Start(cfg.Console.Listen, &backend{b: b, in: in}, log)
+	if b.in != nil {
+		b.console, err = console.Start(cfg.Console.Listen, &backend{b: b, in: b.in}, log)
 		if err != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = b.Stop(ctx)
-			cancel()
-			return nil, err
+			return fail(err)
 		}
 		if iv := cfg.Console.SysInterval.Std(); iv > 0 {
 			b.sysPub = actors.StartSys(env, iv)
@@ -213,6 +227,7 @@ func (b *Broker) stop(ctx context.Context) error {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
+	b.env.Stopping.Store(true)
 	for _, pid := range b.roots {
 		if err := b.sys.Root.StopFuture(pid).Wait(); err != nil {
 			errs = append(errs, fmt.Errorf("stopping %s: %w", pid.Id, err))
@@ -221,8 +236,49 @@ func (b *Broker) stop(ctx context.Context) error {
 	if b.in != nil {
 		b.in.close()
 	}
+	if b.deadLetters != nil {
+		b.sys.EventStream.Unsubscribe(b.deadLetters)
+	}
 	b.sys.Shutdown()
+	// Last: every actor has committed what it wrote; Close waits for the commits in flight.
+	if err := b.env.Store.Close(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+// openStore opens the store the configuration asks for and reads it through once, so that a
+// damaged store stops the broker at start with an error naming its directory, never later.
+func openStore(cfg config.Store, log *zap.Logger) (store.Store, error) {
+	if !cfg.Persistence {
+		return store.NewMemory(), nil
+	}
+	st, err := store.Open(cfg.DataDir, store.SyncMode(cfg.Sync), log)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Load(store.Visitor{
+		Session:  func(*store.SessionRecord) error { return nil },
+		Message:  func(string, uint64, *store.MessageRecord) error { return nil },
+		Inbound:  func(string, uint16) error { return nil },
+		Retained: func(string, *store.MessageRecord) error { return nil },
+	}); err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+// waitGroup waits for wg at most d.
+func waitGroup(wg *sync.WaitGroup, d time.Duration) error {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(d):
+		return fmt.Errorf("not done after %v", d)
+	}
 }
 
 // actorLogger routes protoactor's own logs into zap, from WARN up: its INFO lines (every

@@ -18,15 +18,6 @@ import (
 	"github.com/actormq/actormq/console"
 )
 
-// Actor kinds as the console shows them.
-const (
-	kindSupervisor = "supervisor"
-	kindRegistry   = "session registry"
-	kindConnection = "connection"
-	kindSession    = "session"
-	kindShard      = "router shard"
-)
-
 // introspector lists the actors of the tree without messaging them. Every actor gets a probe:
 // a mailbox middleware that counts posted and received messages (depth = posted - received),
 // registered with its PID and parent when protoactor initialises the actor. Restarts and
@@ -100,15 +91,12 @@ func (p *probe) MessageReceived(m any) {
 	p.received.Add(1)
 }
 
-// props instruments props for an actor of kind: the caller's props are not changed. A nil
-// introspector (console off) leaves them as they are.
-func (in *introspector) props(p *actor.Props, kind string) *actor.Props {
-	if in == nil {
-		return p
-	}
-	pr := &probe{in: in, kind: kind, shard: kind == kindShard}
-	return p.Clone(
-		actor.WithMailbox(actor.Unbounded(pr)),
+// props is Env.Props with a probe: the actor's mailbox gets the probe after its own
+// middlewares, and the probe learns its actor's PID and parent when protoactor initialises it.
+func (in *introspector) props(kind string, prod actor.Producer, mw ...actor.MailboxMiddleware) *actor.Props {
+	pr := &probe{in: in, kind: kind, shard: kind == actors.KindShard}
+	return actor.PropsFromProducer(prod,
+		actor.WithMailbox(actor.Unbounded(append(mw, pr)...)),
 		actor.WithOnInit(func(ctx actor.Context) {
 			// Runs once, at spawn, before the mailbox starts.
 			pr.ctx, pr.pid, pr.started = ctx, ctx.Self(), time.Now()
@@ -119,38 +107,6 @@ func (in *introspector) props(p *actor.Props, kind string) *actor.Props {
 			in.probes[pr.pid.Id] = pr
 			in.mu.Unlock()
 		}))
-}
-
-// supervising decorates a supervisor's context so that every child it spawns is instrumented
-// as childKind, without the actors package knowing about the console. Supervisors see few
-// messages, so the envelope protoactor allocates for decorated contexts is off the hot path.
-func (in *introspector) supervising(childKind string) actor.PropsOption {
-	if in == nil {
-		return func(*actor.Props) {}
-	}
-	return actor.WithContextDecorator(func(next actor.ContextDecoratorFunc) actor.ContextDecoratorFunc {
-		return func(ctx actor.Context) actor.Context {
-			return next(&spawnContext{Context: ctx, in: in, kind: childKind})
-		}
-	})
-}
-
-type spawnContext struct {
-	actor.Context
-	in   *introspector
-	kind string
-}
-
-func (c *spawnContext) Spawn(p *actor.Props) *actor.PID {
-	return c.Context.Spawn(c.in.props(p, c.kind))
-}
-
-func (c *spawnContext) SpawnPrefix(p *actor.Props, prefix string) *actor.PID {
-	return c.Context.SpawnPrefix(c.in.props(p, c.kind), prefix)
-}
-
-func (c *spawnContext) SpawnNamed(p *actor.Props, name string) (*actor.PID, error) {
-	return c.Context.SpawnNamed(c.in.props(p, c.kind), name)
 }
 
 func (in *introspector) remove(p *probe) {

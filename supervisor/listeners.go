@@ -7,11 +7,10 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
 
+	"github.com/actormq/actormq/actors"
 	"github.com/actormq/actormq/config"
 	"github.com/actormq/actormq/listeners"
 )
-
-const kindListener = "listener"
 
 // listenerSet is the broker's current listener of each name. Start fills it with the
 // listeners it bound; a restarted listener actor replaces its entry with the one it rebound.
@@ -92,9 +91,9 @@ func (s *listenersSupervisor) Receive(ctx actor.Context) {
 }
 
 func (s *listenersSupervisor) spawn(ctx actor.Context, lc config.Listener) {
-	props := s.b.in.props(actor.PropsFromProducer(func() actor.Actor {
+	props := s.b.env.Props(actors.KindListener, func() actor.Actor {
 		return &listenerActor{b: s.b, cfg: lc}
-	}), kindListener)
+	})
 	if _, err := ctx.SpawnNamed(props, lc.Name); err != nil {
 		s.b.log.Error("cannot start listener actor", zap.String("listener", lc.Name), zap.Error(err))
 	}

@@ -10,18 +10,18 @@ import (
 )
 
 // routerSupervisor spawns the shards as its children, under the fixed names the Env uses. The
-// shards' props are made once, so a shard's state (captured by its producer) outlives both a
-// restart of the shard and of this supervisor.
+// shards' states are made once, so a shard's trie outlives both a restart of the shard and of
+// this supervisor.
 type routerSupervisor struct {
 	env      *actors.Env
-	shards   []*actor.Props
+	shards   []*actors.ShardState
 	stopping bool
 }
 
 func newRouter(env *actors.Env) actor.Producer {
-	shards := make([]*actor.Props, len(env.Shards))
+	shards := make([]*actors.ShardState, len(env.Shards))
 	for i := range shards {
-		shards[i] = actor.PropsFromProducer(actors.NewShard(env, i))
+		shards[i] = actors.NewShardState()
 	}
 	return func() actor.Actor { return &routerSupervisor{env: env, shards: shards} }
 }
@@ -52,7 +52,7 @@ func (r *routerSupervisor) Receive(ctx actor.Context) {
 }
 
 func (r *routerSupervisor) spawn(ctx actor.Context, i int) {
-	if _, err := ctx.SpawnNamed(r.shards[i], fmt.Sprintf("shard-%d", i)); err != nil {
+	if _, err := ctx.SpawnNamed(r.env.ShardProps(i, r.shards[i]), fmt.Sprintf("shard-%d", i)); err != nil {
 		panic(fmt.Sprintf("router shard %d: %v", i, err)) // a broker fault: our supervisor restarts us
 	}
 }
@@ -72,7 +72,7 @@ func (c *connectionsSupervisor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actors.Accepted:
 		c.n++
-		props := actor.PropsFromProducer(actors.NewConnection(c.env, m))
+		props := c.env.Props(actors.KindConnection, actors.NewConnection(c.env, m))
 		name := fmt.Sprintf("%s#%d", m.Conn.RemoteAddr(), c.n)
 		if _, err := ctx.SpawnNamed(props, name); err != nil {
 			_ = m.Conn.Close()

@@ -30,14 +30,16 @@ type Broker struct {
 	TCP311, TCP5, WS string
 }
 
-// Config is the configuration Start begins with: the defaults, every listener on 127.0.0.1
-// port 0, the console off.
+// Config is the configuration Start begins with: the defaults (the on-disk store included),
+// every listener on 127.0.0.1 port 0, the store in a directory of the test's own, the console
+// off.
 func Config(t testing.TB) config.Config {
 	cfg := config.Default()
 	for i := range cfg.Listeners {
 		cfg.Listeners[i].Address = "127.0.0.1:0"
 	}
 	cfg.Console.Listen = ""
+	cfg.Store.DataDir = t.TempDir()
 	return cfg
 }
 

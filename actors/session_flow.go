@@ -1,0 +1,374 @@
+package actors
+
+import (
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/actormq/actormq/codec"
+	"github.com/actormq/actormq/topics"
+)
+
+// The session's message flow: deliveries from the shards out to the client, the client's
+// acknowledgements, inbound QoS 2, SUBSCRIBE and UNSUBSCRIBE.
+
+// take accepts one delivery from a shard. A stored session writes a QoS 1/2 message before
+// anything else happens to it, and the publisher's answer waits for that write.
+func (s *Session) take(ctx actor.Context, d Deliver) {
+	st := s.st
+	if d.ack {
+		d.ack = false
+		if st.stored && d.QoS > 0 {
+			st.acks = append(st.acks, d.flow)
+		} else {
+			d.flow.ackDone() // no longer stored (the client changed its expiry): nothing to wait for
+		}
+	}
+	if st.stored && d.QoS > 0 {
+		s.storeMessage(&d)
+	}
+	s.enqueue(ctx, d)
+}
+
+// enqueue takes one delivery: it goes out now when the window allows and nothing waits
+// before it (same topic, same order), else into the queue. A QoS 1/2 message that finds the
+// queue full while the client is connected is parked with its publisher's credit, which
+// slows the publisher down instead of losing the message; everything else releases the
+// credit at once.
+func (s *Session) enqueue(ctx actor.Context, d Deliver) {
+	st := s.st
+	switch {
+	case st.link == nil && d.QoS == 0:
+		// not kept for a disconnected client
+	case st.link != nil && d.QoS > 0 && (st.queue.full() || len(st.parked) > 0):
+		st.parked = append(st.parked, d)
+		return
+	case st.link != nil && d.QoS == 0 && st.queue.len() == 0 && len(st.backlog) == 0:
+		if s.send(d, 0, false) == writerFull {
+			s.queue(d)
+			s.retryLater(ctx)
+		}
+	default:
+		s.queue(d)
+	}
+	d.flow.release()
+}
+
+func (s *Session) queue(d Deliver) {
+	if dropped, ok := s.st.queue.push(d, s.env.Cfg.Sessions.QueueDropPolicy == "drop_newest"); ok {
+		s.env.Stats.DroppedQueue.Add(1)
+		s.countDrop()
+		s.forgetMessage(dropped.seq)
+	}
+}
+
+// unpark moves parked messages into the queue while it has room, or all of them (under the
+// queue's drop policy) when force is set.
+func (s *Session) unpark(force bool) {
+	st := s.st
+	n := 0
+	for ; n < len(st.parked) && (force || !st.queue.full()); n++ {
+		d := st.parked[n]
+		s.queue(d)
+		d.flow.release()
+		st.parked[n] = Deliver{}
+	}
+	st.parked = st.parked[n:]
+	if len(st.parked) == 0 {
+		st.parked = nil
+	}
+}
+
+func (s *Session) window() int {
+	w := s.env.Cfg.MQTT.MaxInflight
+	if rm := int(s.st.receiveMax); rm > 0 && rm < w {
+		w = rm // the client's Receive Maximum [MQTT-3.3.4-7]
+	}
+	return w
+}
+
+// pump sends queued messages while the client's window has room.
+func (s *Session) pump(ctx actor.Context) {
+	st := s.st
+	for st.link != nil && len(st.inflight) < s.window() {
+		var d Deliver
+		switch {
+		case len(st.backlog) > 0:
+			d = st.backlog[0]
+			st.backlog[0] = Deliver{}
+			st.backlog = st.backlog[1:]
+		case st.queue.len() > 0:
+			d = st.queue.pop()
+			if len(st.parked) > 0 {
+				s.unpark(false)
+			}
+		default:
+			return
+		}
+		if d.QoS == 0 {
+			if s.send(d, 0, false) == writerFull {
+				st.queue.pushFront(d)
+				s.retryLater(ctx)
+				return
+			}
+			continue
+		}
+		o := &outMsg{d: d, id: s.nextPacketID()}
+		switch s.send(d, o.id, false) {
+		case writerFull:
+			st.queue.pushFront(d) // kept for a retry
+			s.retryLater(ctx)
+			return
+		case discarded:
+			s.forgetMessage(d.seq)
+			continue // expired or too large: as if its delivery had completed [MQTT-3.1.2-25]
+		}
+		st.inflight[o.id] = o
+		st.order = append(st.order, o)
+		s.storeInflight(o)
+	}
+}
+
+type sendResult uint8
+
+const (
+	sent       sendResult = iota
+	writerFull            // the writer is full or the connection closing: keep it, try again later
+	discarded             // never to be sent: expired, or too large for the client
+)
+
+// send writes one delivery to the attached connection.
+func (s *Session) send(d Deliver, id uint16, dup bool) sendResult {
+	st := s.st
+	it := outItem{kind: itemPublish, pub: d.Pub, qos: d.QoS, dup: dup, retain: d.Retain, id: id, subIDs: d.SubIDs}
+	if e, ok := d.Pub.Properties.MessageExpiryInterval(); ok {
+		elapsed := uint32(time.Since(d.Received) / time.Second)
+		if elapsed >= e {
+			s.env.Stats.DroppedExpired.Add(1) // [MQTT-3.3.2-5]
+			s.countDrop()
+			return discarded
+		}
+		it.hasExpiry, it.expiry = true, e-elapsed // [MQTT-3.3.2-6]
+	}
+	if !st.link.fitsDelivery(&it, &st.scratch) {
+		s.env.Stats.DroppedTooLarge.Add(1) // [MQTT-3.1.2-25]
+		s.countDrop()
+		return discarded
+	}
+	if st.link.push(it) != nil {
+		return writerFull
+	}
+	return sent
+}
+
+func (s *Session) retryLater(ctx actor.Context) {
+	if s.st.retryPending {
+		return
+	}
+	s.st.retryPending = true
+	s.after(ctx, 20*time.Millisecond, &retryTick{})
+}
+
+func (s *Session) nextPacketID() uint16 {
+	st := s.st
+	for {
+		st.nextID++
+		if st.nextID == 0 {
+			st.nextID = 1
+		}
+		if _, used := st.inflight[st.nextID]; !used {
+			return st.nextID
+		}
+	}
+}
+
+// complete removes a finished outbound message and lets the next one go.
+func (s *Session) complete(ctx actor.Context, o *outMsg) {
+	st := s.st
+	o.done = true
+	delete(st.inflight, o.id)
+	s.forgetMessage(o.d.seq)
+	for len(st.order) > 0 && st.order[0].done {
+		st.order[0] = nil
+		st.order = st.order[1:]
+	}
+	s.pump(ctx)
+}
+
+// ---- packets from the client ----
+
+func (s *Session) clientPacket(ctx actor.Context, pkt codec.Packet) {
+	st := s.st
+	v5 := st.link.Version == codec.V5
+	switch p := pkt.(type) {
+	case *codec.Puback:
+		if o := st.inflight[p.PacketID]; o != nil && o.d.QoS == 1 {
+			s.complete(ctx, o)
+		}
+	case *codec.Pubrec:
+		o := st.inflight[p.PacketID]
+		switch {
+		case o == nil || o.d.QoS != 2:
+			if v5 {
+				_ = st.link.sendAck(codec.TypePubrel, p.PacketID, codec.PacketIdentifierNotFound)
+			}
+		case p.ReasonCode >= 0x80:
+			s.complete(ctx, o) // the receiver refused it: the exchange ends [MQTT-4.3.3-4]
+		default:
+			o.pubrel = true
+			s.storeInflight(o)
+			_ = st.link.sendAck(codec.TypePubrel, p.PacketID, codec.Success)
+		}
+	case *codec.Pubcomp:
+		if o := st.inflight[p.PacketID]; o != nil && o.pubrel {
+			s.complete(ctx, o)
+		}
+	case *codec.Pubrel:
+		if _, ok := st.inbound2[p.PacketID]; ok {
+			// PUBCOMP once the release is durable: a client that got it may reuse the id.
+			s.forgetInbound(p.PacketID)
+			s.pubcompAfterCommit(p.PacketID)
+		} else {
+			code := codec.Success
+			if v5 {
+				code = codec.PacketIdentifierNotFound
+			}
+			_ = st.link.sendAck(codec.TypePubcomp, p.PacketID, code)
+		}
+		decUnacked(st.link)
+	case *codec.Subscribe:
+		s.subscribe(ctx, p)
+	case *codec.Unsubscribe:
+		s.unsubscribe(ctx, p)
+	}
+}
+
+func (s *Session) inboundQoS2(ctx actor.Context, m *inboundQoS2) {
+	st := s.st
+	r := m.route
+	if _, seen := st.inbound2[r.pub.PacketID]; seen {
+		// A retransmission of a message already routed: acknowledge, do not route again.
+		_ = r.link.sendAck(codec.TypePubrec, r.pub.PacketID, codec.Success)
+		decUnacked(r.link)
+		r.release()
+		return
+	}
+	st.inbound2[r.pub.PacketID] = struct{}{}
+	r.session = ctx.Self()
+	if s.storeInbound(r.pub.PacketID) {
+		r.holdAck() // PUBREC once the id is durable, so a retransmission is known after a crash
+		st.acks = append(st.acks, r)
+	}
+	ctx.Send(s.env.Shards[s.env.shardOf(r.pub.Topic)], r)
+}
+
+func decUnacked(l *Link) {
+	for {
+		n := l.InboundUnacked.Load()
+		if n <= 0 || l.InboundUnacked.CompareAndSwap(n, n-1) {
+			return
+		}
+	}
+}
+
+func (s *Session) subscribe(ctx actor.Context, p *codec.Subscribe) {
+	st := s.st
+	v5 := st.link.Version == codec.V5
+	var subID uint32
+	if ids := p.Properties.SubscriptionIdentifiers(); len(ids) > 0 {
+		subID = ids[0]
+	}
+	codes := make([]codec.ReasonCode, len(p.Subscriptions))
+	for i, sub := range p.Subscriptions {
+		codes[i] = s.addSubscription(ctx, sub, subID, v5)
+	}
+	st.dirty = true
+	s.reportSubs()
+	_ = st.link.Send(&codec.Suback{PacketID: p.PacketID, ReasonCodes: codes})
+}
+
+func (s *Session) addSubscription(ctx actor.Context, sub codec.Subscription, subID uint32, v5 bool) codec.ReasonCode {
+	st := s.st
+	cfg := &s.env.Cfg
+	fail := func(code codec.ReasonCode) codec.ReasonCode {
+		if !v5 {
+			return 0x80 // 3.1.1 has one failure code [MQTT-3.9.3-2]
+		}
+		return code
+	}
+	if err := topics.ValidateFilter(sub.Filter, cfg.Limits.MaxTopicLength, cfg.Limits.MaxTopicLevels); err != nil {
+		return fail(codec.TopicFilterInvalid)
+	}
+	group, inner, shared, _ := topics.ParseShared(sub.Filter)
+	if !shared {
+		inner = sub.Filter
+	}
+	if shared && !cfg.MQTT.SharedSubscriptions {
+		return fail(codec.SharedSubscriptionsNotSupported)
+	}
+	if hasWildcard(inner) && !cfg.MQTT.WildcardSubscriptions {
+		return fail(codec.WildcardSubscriptionsNotSupported)
+	}
+	if a := s.env.Auth; a != nil && a.HasACL() && !a.CanSubscribe(st.user, st.clientID, inner) {
+		return fail(codec.NotAuthorized) // 3.1.1: 0x80
+	}
+	existing := st.subs[sub.Filter]
+	if existing == nil && len(st.subs) >= cfg.Limits.MaxSubscriptionsPerClient {
+		return fail(codec.QuotaExceeded)
+	}
+	granted := min(sub.QoS, byte(cfg.MQTT.MaxQoS))
+	opts := sub
+	opts.QoS = granted
+	// Retained messages: Retain Handling 0 always, 1 only for a new subscription, 2 never
+	// [MQTT-3.3.1-9, -10, -11]; never for a shared subscription.
+	sendRetained := !shared && (sub.RetainHandling == 0 || (sub.RetainHandling == 1 && existing == nil))
+	s.addSub(ctx, &subscription{opts: opts, filter: inner, group: group, subID: subID}, sendRetained)
+	return codec.ReasonCode(granted) // Granted QoS 0/1/2 [MQTT-3.9.3-1]
+}
+
+// addSub records a subscription and registers it with the shards that need it.
+func (s *Session) addSub(ctx actor.Context, sub *subscription, sendRetained bool) {
+	st := s.st
+	if st.subs[sub.opts.Filter] == nil {
+		s.env.Stats.Subscriptions.Add(1)
+	}
+	st.subs[sub.opts.Filter] = sub
+	s.toShards(ctx, sub.filter, &shardSubscribe{ref: st.ref, filter: sub.filter, group: sub.group,
+		opts: sub.opts, subID: sub.subID, sendRetained: sendRetained})
+}
+
+func (s *Session) unsubscribe(ctx actor.Context, p *codec.Unsubscribe) {
+	st := s.st
+	codes := make([]codec.ReasonCode, len(p.Filters))
+	for i, f := range p.Filters {
+		sub := st.subs[f]
+		if sub == nil {
+			codes[i] = codec.NoSubscriptionExisted
+			continue
+		}
+		delete(st.subs, f)
+		s.env.Stats.Subscriptions.Add(-1)
+		s.unregister(ctx, sub)
+	}
+	st.dirty = true
+	s.reportSubs()
+	_ = st.link.Send(&codec.Unsuback{PacketID: p.PacketID, ReasonCodes: codes})
+}
+
+func (s *Session) unregister(ctx actor.Context, sub *subscription) {
+	s.toShards(ctx, sub.filter, &shardUnsubscribe{clientID: s.st.clientID, filter: sub.filter, group: sub.group})
+}
+
+// toShards sends a subscription change to the shards that hold the filter.
+func (s *Session) toShards(ctx actor.Context, filter string, msg any) {
+	s.env.eachShard(filter, func(pid *actor.PID) { ctx.Send(pid, msg) })
+}
+
+func hasWildcard(filter string) bool {
+	for i := 0; i < len(filter); i++ {
+		if filter[i] == '+' || filter[i] == '#' {
+			return true
+		}
+	}
+	return false
+}
