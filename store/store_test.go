@@ -255,8 +255,14 @@ func TestLoadScopes(t *testing.T) {
 			}
 			var got []string
 			err := s.LoadClient("c3", Visitor{
-				Session: func(r *SessionRecord) error { got = append(got, fmt.Sprintf("s:%s:%d", r.ClientID, r.Expiry)); return nil },
-				Message: func(id string, seq uint64, _ *MessageRecord) error { got = append(got, fmt.Sprintf("m:%s:%d", id, seq)); return nil },
+				Session: func(r *SessionRecord) error {
+					got = append(got, fmt.Sprintf("s:%s:%d", r.ClientID, r.Expiry))
+					return nil
+				},
+				Message: func(id string, seq uint64, _ *MessageRecord) error {
+					got = append(got, fmt.Sprintf("m:%s:%d", id, seq))
+					return nil
+				},
 				Inbound: func(id string, pid uint16) error { got = append(got, fmt.Sprintf("i:%s:%d", id, pid)); return nil },
 				Retained: func(topic string, _ *MessageRecord) error {
 					t.Errorf("LoadClient visited retained %q", topic)
