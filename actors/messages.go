@@ -124,6 +124,13 @@ type inboundQoS2 struct {
 }
 
 type expiryTimer struct{ gen uint64 }
+
+// timersDue: every stored session the registry started has registered its subscriptions; a
+// restored session may now publish a will that is due.
+type timersDue struct{}
+
+// restored: the stored sessions the registry started have all registered their subscriptions.
+type restored struct{ pids []*actor.PID }
 type willTimer struct{ gen uint64 }
 type retryTick struct{}
 

@@ -62,6 +62,10 @@ func (r *Registry) Receive(ctx actor.Context) {
 		r.restore(ctx)
 	case *Ready:
 		ctx.Respond(true) // after Started: every stored session is spawned
+	case *restored:
+		for _, pid := range m.pids {
+			ctx.Send(pid, &timersDue{})
+		}
 	case *attachRequest:
 		r.attach(ctx, m)
 	case *sessionIdle:
@@ -99,13 +103,20 @@ func (r *Registry) restore(ctx actor.Context) {
 		}
 		r.env.Store.Commit(&b, nil)
 	}
+	if len(stored) == 0 {
+		return
+	}
 	r.env.Restoring.Add(len(stored))
-	for _, from := range stored {
-		r.spawn(ctx, from.rec.ClientID, from, false)
+	pids := make([]*actor.PID, len(stored))
+	for i, from := range stored {
+		pids[i] = r.spawn(ctx, from.rec.ClientID, from, false).pid
 	}
-	if len(stored) > 0 {
-		r.env.Log.Info("restored stored sessions", zap.Int("sessions", len(stored)))
-	}
+	self, root := ctx.Self(), r.env.System.Root
+	go func() {
+		r.env.Restoring.Wait()
+		root.Send(self, &restored{pids: pids})
+	}()
+	r.env.Log.Info("restored stored sessions", zap.Int("sessions", len(stored)))
 }
 
 // LoadSessions reads every stored session. Orphans are client ids with records but no session

@@ -71,6 +71,7 @@ type sessionState struct {
 
 	expiryTimer  *time.Timer
 	willTimer    *time.Timer
+	timersDue    bool // restored: the will and expiry timers start on timersDue
 	retryPending bool
 
 	dir *ClientEntry // console directory entry (directory.go)
@@ -142,6 +143,11 @@ func (s *Session) Receive(ctx actor.Context) {
 		if m.gen == st.gen && st.link == nil {
 			s.end(ctx)
 		}
+	case *timersDue:
+		if st.timersDue && st.link == nil {
+			s.startTimers(ctx, time.Since(st.disconnectedAt))
+		}
+		st.timersDue = false
 	case *actor.Started:
 		s.started(ctx)
 	case *actor.Stopping:
@@ -164,8 +170,8 @@ func (s *Session) started(ctx actor.Context) {
 	case st.restore != nil:
 		from := st.restore
 		st.restore, st.began = nil, true
-		s.rebuild(ctx, from)
-		s.env.Restoring.Done()
+		defer s.env.Restoring.Done() // also if rebuilding fails: the broker must not wait forever
+		s.rebuild(ctx, from, true)
 	case st.reload:
 		st.reload, st.began = false, true
 		from, err := s.load()
@@ -175,7 +181,7 @@ func (s *Session) started(ctx actor.Context) {
 			s.end(ctx)
 			return
 		}
-		s.rebuild(ctx, from)
+		s.rebuild(ctx, from, false)
 	case !st.began:
 		st.began = true
 	default:
@@ -204,7 +210,7 @@ func (s *Session) recover(ctx actor.Context) {
 		return
 	}
 	s.env.Log.Warn("session failed; restarted from the store", zap.String("client", st.clientID))
-	s.rebuild(ctx, from)
+	s.rebuild(ctx, from, false)
 }
 
 // stopping: a session stopped from outside (the console, its registry restarting, a failure
@@ -256,7 +262,7 @@ func (s *Session) attach(ctx actor.Context, m *attachRequest) {
 	}
 	stopTimer(&st.willTimer)
 	stopTimer(&st.expiryTimer)
-	st.will = nil
+	st.will, st.timersDue = nil, false
 
 	if m.cleanStart || (!st.fresh && m.user != st.user) {
 		// A session is not handed to another user: its subscriptions passed the ACL as

@@ -242,8 +242,9 @@ func (s *Session) load() (*storedSession, error) {
 // rebuild replaces the session's working state with what the store holds. Subscriptions the
 // store does not have are unregistered; those it has are registered again (a shard replaces
 // an existing registration). A session that is not attached restarts its will delay and
-// expiry from the time it was disconnected.
-func (s *Session) rebuild(ctx actor.Context, from *storedSession) {
+// expiry from the time it was disconnected; one of many restoring (the broker or the registry
+// starting) waits for the others first.
+func (s *Session) rebuild(ctx actor.Context, from *storedSession, restoring bool) {
 	st := s.st
 	rec := from.rec
 	kept := make(map[string]bool, len(rec.Subscriptions))
@@ -305,6 +306,12 @@ func (s *Session) rebuild(ctx actor.Context, from *storedSession) {
 		// Connected when the broker stopped without a word (a crash): disconnected now.
 		st.disconnectedAt = time.Now()
 		st.dirty = true
+	}
+	if restoring {
+		// Its will may be due: it waits until every stored session has registered its
+		// subscriptions (the registry sends timersDue), or a stored subscriber would miss it.
+		st.timersDue = true
+		return
 	}
 	s.startTimers(ctx, time.Since(st.disconnectedAt))
 }
