@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/actormq/actormq/store"
 )
 
 // freeConfig writes a config whose listeners are on free loopback ports and returns its path.
@@ -93,6 +95,44 @@ func TestTakenPortNamesListenerAndPort(t *testing.T) {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error %q does not contain %q", msg, want)
 		}
+	}
+}
+
+// TestBadStoreNamesItsDirectory: a data_dir that is not a store, or one another broker holds,
+// stops the broker at start with one line naming the directory, never a reset or a trace.
+func TestBadStoreNamesItsDirectory(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		setup func(t *testing.T, dir string)
+		want  string
+	}{
+		{"not a store", func(t *testing.T, dir string) {
+			if err := os.WriteFile(filepath.Join(dir, "CURRENT"), []byte("not pebble\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, "cannot open"},
+		{"held by another broker", func(t *testing.T, dir string) {
+			st, err := store.Open(dir, store.SyncBatch, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+		}, "lock"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			c.setup(t, dir)
+			path := freeConfig(t, "\n[store]\ndata_dir = "+strconv.Quote(dir)+"\n")
+			var stderr bytes.Buffer
+			code := run([]string{"-config", path}, &stderr)
+			msg := stderr.String()
+			if code != 1 || strings.Count(msg, "\n") != 1 || !strings.HasPrefix(msg, "actormq: store "+dir) {
+				t.Fatalf("exit %d, stderr %q: want exit 1 and one line naming the store %s", code, msg, dir)
+			}
+			if !strings.Contains(msg, c.want) || strings.Contains(msg, "goroutine") {
+				t.Errorf("error %q: want it to say %q, without a stack trace", msg, c.want)
+			}
+		})
 	}
 }
 

@@ -251,6 +251,32 @@ func TestLoadCreates(t *testing.T) {
 	}
 }
 
+// TestLoadDataDirBesideTheFile: a relative store.data_dir is relative to the configuration
+// file's directory, not to wherever the broker was started from; an absolute one stays.
+func TestLoadDataDirBesideTheFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.toml")
+	c, _, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "data"); c.Store.DataDir != want {
+		t.Errorf("default data_dir = %q, want %q", c.Store.DataDir, want)
+	}
+	abs := filepath.Join(t.TempDir(), "elsewhere")
+	os.WriteFile(path, []byte("[store]\ndata_dir = "+tomlString(abs)+"\n"), 0o644)
+	if c, _, err = Load(path); err != nil || c.Store.DataDir != abs {
+		t.Errorf("absolute data_dir = %q, %v; want %q", c.Store.DataDir, err, abs)
+	}
+	os.WriteFile(path, []byte("[store]\nsync = \"sometimes\"\ndata_dir = \"\"\n"), 0o644)
+	_, _, err = Load(path)
+	for _, want := range []string{path + ":2:", "store.sync", `"batch", "always" or "none"`, "store.data_dir"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("bad [store]: error %v does not name %q", err, want)
+		}
+	}
+}
+
 func TestLoadNeverOverwrites(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "config.toml")
