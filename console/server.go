@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"runtime"
 	"sort"
@@ -94,6 +95,12 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.Handle("GET /metrics", newMetrics(s.b))
+	// Go's profiles, for "go tool pprof http://127.0.0.1:3030/debug/pprof/profile".
+	mux.HandleFunc("GET /debug/pprof/", s.private(pprof.Index))
+	mux.HandleFunc("GET /debug/pprof/cmdline", s.private(pprof.Cmdline))
+	mux.HandleFunc("GET /debug/pprof/profile", s.private(pprof.Profile))
+	mux.HandleFunc("GET /debug/pprof/symbol", s.private(pprof.Symbol))
+	mux.HandleFunc("GET /debug/pprof/trace", s.private(pprof.Trace))
 	mux.HandleFunc("GET /api/v1/overview", s.overview)
 	mux.HandleFunc("GET /api/v1/actors", s.actors)
 	mux.HandleFunc("GET /api/v1/actors/{id...}", s.actor)
@@ -336,13 +343,8 @@ func (s *Server) write(h http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusForbidden, "chaos is off: set console.chaos = true to kill actors or disconnect clients")
 			return
 		}
-		if cfg.Token != "" {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(cfg.Token)) != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="actormq console"`)
-				writeError(w, http.StatusUnauthorized, "this console needs Authorization: Bearer <console.token>")
-				return
-			}
+		if !s.tokenOK(w, r) {
+			return
 		}
 		if o := r.Header.Get("Origin"); o != "" {
 			if u, err := url.Parse(o); err != nil || u.Host != r.Host {
@@ -351,6 +353,30 @@ func (s *Server) write(h http.HandlerFunc) http.HandlerFunc {
 			}
 		}
 		h(w, r)
+	}
+}
+
+// tokenOK checks console.token when one is set, answering 401 when it is missing or wrong.
+func (s *Server) tokenOK(w http.ResponseWriter, r *http.Request) bool {
+	token := s.b.Config().Console.Token
+	if token == "" {
+		return true
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="actormq console"`)
+		writeError(w, http.StatusUnauthorized, "this console needs Authorization: Bearer <console.token>")
+		return false
+	}
+	return true
+}
+
+// private guards what shows the broker's insides (profiles): the token, when one is set.
+func (s *Server) private(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.tokenOK(w, r) {
+			h(w, r)
+		}
 	}
 }
 

@@ -249,6 +249,35 @@ func TestWriteGuards(t *testing.T) {
 	}
 }
 
+// TestProfiles: Go's profiles are served for go tool pprof, behind the token when one is set.
+func TestProfiles(t *testing.T) {
+	f := newFake()
+	ts := serve(t, f)
+	get := func(hdr map[string]string) (int, string) {
+		req, _ := http.NewRequest("GET", ts.URL+"/debug/pprof/heap?debug=1", nil)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := get(nil); code != 200 || !strings.Contains(body, "heap profile") {
+		t.Errorf("heap profile without a token set: %d %.80q", code, body)
+	}
+	f.cfg.Console.Token = "t0ken"
+	if code, _ := get(nil); code != 401 {
+		t.Errorf("heap profile without the token: %d, want 401", code)
+	}
+	if code, body := get(map[string]string{"Authorization": "Bearer t0ken"}); code != 200 || !strings.Contains(body, "heap profile") {
+		t.Errorf("heap profile with the token: %d", code)
+	}
+}
+
 func TestConfigRedacted(t *testing.T) {
 	f := newFake()
 	f.cfg.Console.Token = "hide-me"

@@ -118,7 +118,15 @@ func (b *Batch) DeleteSession(clientID string) {
 }
 
 // PutMessage stores r as message seq of clientID; seq orders a session's messages on Load.
+// A put right after a put of the same message replaces it: a message taken and sent in one
+// go is written once, in the state it ends up in.
 func (b *Batch) PutMessage(clientID string, seq uint64, r *MessageRecord) {
+	if n := len(b.ops); n > 0 {
+		if last := &b.ops[n-1]; last.kind == opPutMessage && last.seq == seq && last.key == clientID {
+			last.msg = r
+			return
+		}
+	}
 	b.ops = append(b.ops, op{kind: opPutMessage, key: clientID, seq: seq, msg: r})
 }
 

@@ -296,6 +296,24 @@ func TestLoadScopes(t *testing.T) {
 	}
 }
 
+// TestBatchPutReplacesPut: a message put twice in a row in one batch (taken, then sent) is
+// one write, of its later state.
+func TestBatchPutReplacesPut(t *testing.T) {
+	var b Batch
+	b.PutMessage("c", 1, sampleMessage("t", Queued, 0))
+	b.PutMessage("c", 1, sampleMessage("t", Inflight, 5))
+	b.PutMessage("c", 2, sampleMessage("t", Queued, 0))
+	b.PutMessage("d", 2, sampleMessage("t", Queued, 0))
+	if b.Len() != 3 {
+		t.Fatalf("Len = %d, want 3", b.Len())
+	}
+	s := NewMemory()
+	commitWait(t, s, &b)
+	if l := load(t, s); l.messages["c/1"].State != Inflight || l.messages["c/1"].PacketID != 5 {
+		t.Errorf("message c/1 = %+v, want the later put", l.messages["c/1"])
+	}
+}
+
 // Ids that contain the key layout's bytes, and ids that are prefixes of each other.
 var trickyIDs = []string{"a", "a\x01", "a\x02\x00\x00\x00\x00\x00\x00\x00\x01", "a\xff", "\x00", "\x00\x01a", "", "ab", "b"}
 

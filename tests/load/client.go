@@ -86,6 +86,9 @@ func dial(o dialOpts, h onPublish) (*client, error) {
 	c.r = codec.NewReader(c.br, 0)
 	c.r.SetVersion(o.ver)
 	cp := &codec.Connect{Version: o.ver, CleanStart: o.clean, KeepAlive: o.keepAlive, ClientID: o.clientID}
+	if !o.clean && o.ver == codec.V5 {
+		cp.Properties.SetSessionExpiryInterval(300) // a 5.0 session outlives its connection only with one
+	}
 	if c.wbuf, err = codec.Append(c.wbuf[:0], cp, o.ver); err != nil {
 		conn.Close()
 		return nil, err

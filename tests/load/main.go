@@ -25,6 +25,7 @@ import (
 )
 
 type options struct {
+	Persistent   bool
 	URL          string
 	Workload     string
 	QoS          int
@@ -82,6 +83,7 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.IntVar(&o.GOGC, "gc", 400, "GOGC of the generator")
 	fs.StringVar(&o.Prefix, "prefix", "load", "topic and client id prefix")
 	fs.StringVar(&o.Label, "label", "", "copied into the result (e.g. the broker's name)")
+	fs.BoolVar(&o.Persistent, "persistent", false, "sessions that outlive their connection (3.1.1 clean session off, 5.0 Session Expiry 300 s), which a broker with a store writes to disk")
 }
 
 func (o *options) check() error {
@@ -114,7 +116,7 @@ func (o *options) check() error {
 }
 
 func (o *options) dialOpts(id string) dialOpts {
-	return dialOpts{addr: o.target, ver: o.ver, clientID: id, keepAlive: 60, inflight: o.Inflight, clean: true, timeout: o.Timeout}
+	return dialOpts{addr: o.target, ver: o.ver, clientID: id, keepAlive: 60, inflight: o.Inflight, clean: !o.Persistent, timeout: o.Timeout}
 }
 
 // result is the JSON line of one run.
