@@ -120,10 +120,10 @@ type Connections struct {
 
 // Console configures the HTTP introspection console.
 // Supervision sets the restart budget of the actors that restart on failure: sessions, router
-// shards and listeners. Past the budget a supervisor stops the actor; shards and listeners are
-// then started afresh from their kept state, sessions are forgotten.
+// shards and listeners. Past the budget a supervisor stops the actor; shards, listeners and
+// stored sessions are then started again from their kept state, other sessions are forgotten.
 type Supervision struct {
-	MaxRestarts   int      `toml:"max_restarts" comment:"failures a session, router shard or listener may have within restart_window before it is stopped (then a shard or listener is started again with its state; a session is forgotten)"`
+	MaxRestarts   int      `toml:"max_restarts" comment:"failures a session, router shard or listener may have within restart_window before it is stopped (then it is started again with its state; a session that ends with its connection is forgotten)"`
 	RestartWindow Duration `toml:"restart_window" comment:"the time window max_restarts counts failures in"`
 }
 
