@@ -45,6 +45,8 @@ type Env struct {
 	// Stopping is set when the broker shuts down: nothing is retried or started again.
 	Stopping atomic.Bool
 
+	guards sync.Map // actor id → *mailboxGuard of the session or shard of that name (leftover.go)
+
 	seed maphash.Seed
 }
 
@@ -63,10 +65,9 @@ func NewEnv(sys *actor.ActorSystem, cfg config.Config, log *zap.Logger, st store
 	return &Env{System: sys, Cfg: cfg, Log: log, Stats: &Stats{}, Store: st, Props: plainProps, seed: maphash.MakeSeed()}
 }
 
-// plainProps is Env.Props without instrumentation: an unbounded mailbox (the bounds are kept
-// by credits, PROTOACTOR.md) with the actor's own middlewares.
+// plainProps is Env.Props without instrumentation.
 func plainProps(_ string, p actor.Producer, mw ...actor.MailboxMiddleware) *actor.Props {
-	return actor.PropsFromProducer(p, actor.WithMailbox(actor.Unbounded(mw...)))
+	return actor.PropsFromProducer(p, actor.WithMailbox(Mailbox(mw...)))
 }
 
 // shardOf picks the router shard of a topic name or of an exact (wildcard-free) filter: the same

@@ -1,7 +1,7 @@
 package actors
 
 import (
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -11,46 +11,195 @@ import (
 )
 
 // Leftovers are messages that reach an actor after it stopped: those still in its mailbox
-// when it stops (protoactor drops them unseen) and those sent to its PID once it is gone
-// (dead letters). Some hold what must not be lost with them: a publisher's credit or
-// acknowledgement share, a subscription change, a client waiting for its session. leftover
-// gives each back, so that a stopped session or shard never stalls a publisher, loses a
-// subscription or leaves a client hanging.
+// when it stops (protoactor drops them unseen, and never even takes them out of a mailbox it
+// suspended for a failure) and those sent to its PID once it is gone (dead letters). Many
+// hold what must not vanish with them: a delivery to a stored session, a publish on its way
+// through a shard, a publisher's credit, a subscription change, a client waiting for its
+// session.
+//
+// Sessions and shards are the actors whose messages matter, and both come back: a stored
+// session and a shard are started again under the same name. So their leftovers are kept, in
+// order, by a mailbox guard, and handed to the successor, which handles them before anything
+// sent to it directly: nothing is lost and, per sender, nothing is reordered. An actor that
+// does not come back (a session that ended, or had nothing stored) retires its guard, and its
+// leftovers are given back: credits returned, acknowledgements failed, clients refused.
 
-// mailboxGuard is a mailbox middleware of sessions and shards: once its actor has stopped,
-// everything the mailbox still hands out is a leftover. One guard per spawned actor (a
+// mailboxGuard is a mailbox middleware of sessions and shards; one per spawned actor (a
 // restart keeps the actor's mailbox, and so its guard).
 type mailboxGuard struct {
-	env     *Env
-	pid     atomic.Pointer[actor.PID] // set when the actor starts
-	stopped atomic.Bool
+	env *Env
+	mb  actor.Mailbox // set when the mailbox is made
+	pid *actor.PID    // set when the actor starts
+
+	mu      sync.Mutex
+	stopped bool
+	retired bool          // no successor will come: leftovers are given back
+	heir    *actor.PID    // the successor has taken the leftovers: later ones go to it
+	left    []any         // leftovers, in order, waiting for the successor
+	drained chan struct{} // closed when the stopped mailbox has handed out everything
 }
 
-func newMailboxGuard(env *Env) *mailboxGuard { return &mailboxGuard{env: env} }
+func newMailboxGuard(env *Env) *mailboxGuard {
+	return &mailboxGuard{env: env, drained: make(chan struct{})}
+}
 
-func (g *mailboxGuard) MailboxStarted()   {}
-func (g *mailboxGuard) MessagePosted(any) {}
-func (g *mailboxGuard) MailboxEmpty()     {}
-func (g *mailboxGuard) MessageReceived(m any) {
-	if g.stopped.Load() {
-		g.env.leftover(g.pid.Load(), m)
+// Mailbox returns the mailbox producer of an actor with middlewares mw: unbounded (the bounds
+// are kept by credits, PROTOACTOR.md), and telling a guard among mw its mailbox.
+func Mailbox(mw ...actor.MailboxMiddleware) actor.MailboxProducer {
+	unbounded := actor.Unbounded(mw...)
+	return func() actor.Mailbox {
+		mb := unbounded()
+		for _, m := range mw {
+			if g, ok := m.(*mailboxGuard); ok {
+				g.mb = mb
+			}
+		}
+		return mb
 	}
 }
 
-// WatchDeadLetters hands the leftovers sent to gone actors to leftover, until the returned
-// subscription is unsubscribed from the actor system's EventStream.
-func (e *Env) WatchDeadLetters() *eventstream.Subscription {
-	return e.System.EventStream.Subscribe(func(evt any) {
-		if d, ok := evt.(*actor.DeadLetterEvent); ok {
-			e.leftover(d.PID, d.Message)
+func (g *mailboxGuard) MailboxStarted()   {}
+func (g *mailboxGuard) MessagePosted(any) {}
+
+func (g *mailboxGuard) MessageReceived(m any) {
+	switch m.(type) {
+	case actor.SystemMessage, actor.AutoReceiveMessage, *actor.ResumeMailbox, *actor.SuspendMailbox:
+		return
+	}
+	g.mu.Lock()
+	stopped := g.stopped
+	g.mu.Unlock()
+	if stopped {
+		g.keep(m)
+	}
+}
+
+func (g *mailboxGuard) MailboxEmpty() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopped {
+		select {
+		case <-g.drained:
+		default:
+			close(g.drained)
+		}
+	}
+}
+
+// started registers the guard under its actor's name and returns the leftovers of the
+// actor's predecessor of that name, if it left any, in order. It waits for the predecessor's
+// mailbox to have handed out everything it held.
+func (g *mailboxGuard) started(self *actor.PID) []any {
+	g.pid = self
+	prev, ok := g.env.guards.Swap(self.Id, g)
+	if !ok || prev == g {
+		return nil
+	}
+	old := prev.(*mailboxGuard)
+	<-old.drained
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	left := old.left
+	old.left, old.heir = nil, self
+	return left
+}
+
+// stop: the actor stopped. Its mailbox is resumed (a failure past the restart budget stops
+// an actor whose mailbox is suspended), so that it hands out what it still holds.
+func (g *mailboxGuard) stop() {
+	g.mu.Lock()
+	g.stopped = true
+	g.mu.Unlock()
+	if g.mb != nil {
+		g.mb.PostSystemMessage(&actor.ResumeMailbox{})
+	}
+	// A successor comes within milliseconds when one comes at all (its supervisor starts it on
+	// the stop); should none come, what was left is not held forever.
+	time.AfterFunc(unclaimedAfter, func() {
+		g.mu.Lock()
+		unclaimed := g.heir == nil && !g.retired
+		g.mu.Unlock()
+		if unclaimed {
+			g.retire()
 		}
 	})
 }
 
-// leftoverRetry paces the resending of a subscription change to a shard being started again.
-const leftoverRetry = 5 * time.Millisecond
+// unclaimedAfter is how long a stopped actor's leftovers wait for a successor.
+const unclaimedAfter = 30 * time.Second
 
-func (e *Env) leftover(to *actor.PID, m any) {
+// retire: the actor will not come back under its name. What it left is given back.
+func (g *mailboxGuard) retire() {
+	g.mu.Lock()
+	g.retired = true
+	left := g.left
+	g.left = nil
+	g.mu.Unlock()
+	if g.pid != nil {
+		g.env.guards.CompareAndDelete(g.pid.Id, g)
+	}
+	for _, m := range left {
+		g.env.giveBack(m)
+	}
+}
+
+// keep takes one leftover: for the successor, or given back.
+func (g *mailboxGuard) keep(m any) {
+	g.mu.Lock()
+	switch {
+	case g.heir != nil:
+		heir := g.heir
+		g.mu.Unlock()
+		g.env.System.Root.Send(heir, m)
+	case g.retired:
+		g.mu.Unlock()
+		g.env.giveBack(m)
+	default:
+		g.left = append(g.left, m)
+		g.mu.Unlock()
+	}
+}
+
+// RetireGuard gives back what the stopped actor named id left, when it will not come back.
+func (e *Env) RetireGuard(id string) {
+	if g, ok := e.guards.Load(id); ok {
+		g.(*mailboxGuard).retire()
+	}
+}
+
+// WatchDeadLetters handles the messages sent to gone actors, until the returned subscription
+// is unsubscribed from the actor system's EventStream.
+func (e *Env) WatchDeadLetters() *eventstream.Subscription {
+	return e.System.EventStream.Subscribe(func(evt any) {
+		if d, ok := evt.(*actor.DeadLetterEvent); ok && d.PID != nil {
+			e.deadLetter(d.PID, d.Message)
+		}
+	})
+}
+
+// deadLetter: a message sent to a name with no actor behind it. If a guard holds the name,
+// its actor stopped (keep it for the successor, after what its mailbox held) or a successor
+// is there (send it on); otherwise it is given back.
+func (e *Env) deadLetter(to *actor.PID, m any) {
+	v, ok := e.guards.Load(to.Id)
+	if !ok {
+		e.giveBack(m)
+		return
+	}
+	g := v.(*mailboxGuard)
+	g.mu.Lock()
+	stopped := g.stopped
+	g.mu.Unlock()
+	if !stopped {
+		e.System.Root.Send(g.pid, m) // its successor started meanwhile
+		return
+	}
+	<-g.drained // what the mailbox held first: per sender, order is kept
+	g.keep(m)
+}
+
+// giveBack gives back what a leftover holds when no actor will handle it.
+func (e *Env) giveBack(m any) {
 	switch m := m.(type) {
 	case *Deliver:
 		if m.ack {
@@ -59,18 +208,9 @@ func (e *Env) leftover(to *actor.PID, m any) {
 		}
 		m.flow.release()
 	case *route:
-		m.abandon() // to a shard that is gone, or a QoS 2 publish to a session that is
+		m.abandon()
 	case *inboundQoS2:
 		m.route.abandon()
-	case *shardSubscribe, *shardUnsubscribe:
-		// A router shard is always started again (with its trie): the change waits for it.
-		if to != nil && !e.Stopping.Load() {
-			time.AfterFunc(leftoverRetry, func() {
-				if !e.Stopping.Load() {
-					e.System.Root.Send(to, m)
-				}
-			})
-		}
 	case *attachRequest:
 		e.System.Root.Send(m.conn, &connectRefused{code: codec.ServerUnavailable,
 			msg: "the session was stopped while connecting; connect again"})

@@ -217,6 +217,7 @@ func (r *Registry) terminated(ctx actor.Context, who *actor.PID) {
 			r.env.Log.Error("stored session keeps failing; giving it up and deleting its records",
 				zap.String("client", id), zap.Int("restarts", e.heals-1), zap.Duration("window", sup.RestartWindow.Std()))
 			r.giveUp(ctx, id)
+			r.env.RetireGuard(e.pid.Id)
 			delete(r.sessions, id)
 			r.env.Stats.Sessions.Add(-1)
 			return

@@ -78,13 +78,19 @@ func (e *Env) ShardProps(index int, st *ShardState) *actor.Props {
 }
 
 // Receive implements actor.Actor.
-func (s *Shard) Receive(ctx actor.Context) {
-	switch m := ctx.Message().(type) {
+func (s *Shard) Receive(ctx actor.Context) { s.handle(ctx, ctx.Message()) }
+
+func (s *Shard) handle(ctx actor.Context, msg any) {
+	switch m := msg.(type) {
 	case *actor.Started:
-		s.guard.pid.Store(ctx.Self())
+		left := s.guard.started(ctx.Self())
 		clear(s.merge) // a publish that failed half-way left its partial merge behind
 		s.batch.Reset()
 		s.loadRetained()
+		// Started again after it stopped: what the shard before it left comes first.
+		for _, m := range left {
+			s.handle(ctx, m)
+		}
 	case *route:
 		s.route(ctx, m)
 	case *shardSubscribe:
@@ -92,7 +98,10 @@ func (s *Shard) Receive(ctx actor.Context) {
 	case *shardUnsubscribe:
 		s.unsubscribe(m)
 	case *actor.Stopped:
-		s.guard.stopped.Store(true)
+		s.guard.stop()
+		if s.env.Stopping.Load() {
+			s.guard.retire()
+		}
 	}
 }
 

@@ -112,8 +112,14 @@ func (e *Env) sessionProps(clientID string, ref *sessionRef, from *storedSession
 
 // Receive implements actor.Actor.
 func (s *Session) Receive(ctx actor.Context) {
+	s.handle(ctx, ctx.Message())
+	s.flush()  // this message's writes (session_store.go)
+	s.report() // console: inflight and queue sizes
+}
+
+func (s *Session) handle(ctx actor.Context, msg any) {
 	st := s.st
-	switch m := ctx.Message().(type) {
+	switch m := msg.(type) {
 	case *Deliver:
 		s.take(ctx, *m)
 		s.pump(ctx)
@@ -156,16 +162,26 @@ func (s *Session) Receive(ctx actor.Context) {
 		stopTimer(&st.expiryTimer)
 		stopTimer(&st.willTimer)
 		s.leaveDirectory(ctx)
-		s.guard.stopped.Store(true)
+		s.guard.stop()
+		if !st.stored || s.env.Stopping.Load() {
+			s.guard.retire() // nobody will start it again: what it left is given back
+		}
 	}
-	s.flush()  // this message's writes (session_store.go)
-	s.report() // console: inflight and queue sizes
 }
 
-// started: a new session, a stored one to rebuild, or a restart after a failure.
+// started: a new session, a stored one to rebuild, or a restart after a failure. A session
+// started again under the name of one that stopped handles what that one left (leftover.go)
+// before anything sent to it.
 func (s *Session) started(ctx actor.Context) {
 	st := s.st
-	s.guard.pid.Store(ctx.Self())
+	if left := s.guard.started(ctx.Self()); len(left) > 0 {
+		defer func() {
+			for _, m := range left {
+				s.handle(ctx, m)
+				s.flush()
+			}
+		}()
+	}
 	switch {
 	case st.restore != nil:
 		from := st.restore

@@ -96,7 +96,7 @@ func (p *probe) MessageReceived(m any) {
 func (in *introspector) props(kind string, prod actor.Producer, mw ...actor.MailboxMiddleware) *actor.Props {
 	pr := &probe{in: in, kind: kind, shard: kind == actors.KindShard}
 	return actor.PropsFromProducer(prod,
-		actor.WithMailbox(actor.Unbounded(append(mw, pr)...)),
+		actor.WithMailbox(actors.Mailbox(append(mw, pr)...)),
 		actor.WithOnInit(func(ctx actor.Context) {
 			// Runs once, at spawn, before the mailbox starts.
 			pr.ctx, pr.pid, pr.started = ctx, ctx.Self(), time.Now()
