@@ -119,8 +119,8 @@ func TestStoppedShardHandsOverItsMailbox(t *testing.T) {
 	const n = 3000
 	publishN(env, 0, n)
 	env.System.Root.Stop(env.Shards[0]) // most are still queued
-	publishN(env, n, n)                  // to the stopping shard, then to no one (dead letters)
-	publishN(env, 2*n, n)                // to the shard started again, sooner or later
+	publishN(env, n, n)                 // to the stopping shard, then to no one (dead letters)
+	publishN(env, 2*n, n)               // to the shard started again, sooner or later
 	expectInOrder(t, rec, 3*n)
 }
 
