@@ -115,7 +115,9 @@ wait:
 		}
 		switch p := pkt.(type) {
 		case *codec.Publish:
-			if v := r.publish(p); v != nil {
+			if v := r.publish(p); v == stopReading {
+				return
+			} else if v != nil {
 				r.send(v)
 				return
 			}
@@ -177,7 +179,9 @@ func (r *reader) publish(p *codec.Publish) *violation {
 	select {
 	case r.link.Credits <- struct{}{}:
 	case <-r.quit:
-		return nil
+		// The connection is gone: nothing after this publish may be routed either, or a
+		// later one would overtake it when the client sends it again.
+		return stopReading
 	}
 	if p.QoS == 2 {
 		r.env.System.Root.Send(r.session, &inboundQoS2{gen: r.gen, route: rt})
@@ -186,6 +190,9 @@ func (r *reader) publish(p *codec.Publish) *violation {
 	r.env.System.Root.Send(r.env.Shards[r.env.shardOf(p.Topic)], rt)
 	return nil
 }
+
+// stopReading is publish's answer when the reader must end without a word.
+var stopReading = &violation{}
 
 // refuse answers a publish the broker will not route. MQTT 5.0 can say why on the
 // acknowledgement; 3.1.1 cannot, so the connection is closed.

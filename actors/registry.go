@@ -171,7 +171,12 @@ func (r *Registry) spawn(ctx actor.Context, clientID string, from *storedSession
 		// The name is still held by a session that is stopping; a generated one serves.
 		pid = ctx.SpawnPrefix(props, "session/"+clientID+"#")
 	}
-	e.pid, e.ref.pid = pid, pid
+	e.pid = pid
+	if e.ref.pid == nil {
+		// A new session. One started again keeps its ref, shared with shards and connections
+		// (not to be written under them): its PID has the same name, which is what addresses it.
+		e.ref.pid = pid
+	}
 	return e
 }
 
