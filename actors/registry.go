@@ -75,14 +75,12 @@ func (r *Registry) Receive(ctx actor.Context) {
 			r.env.Stats.Sessions.Add(-1)
 			ctx.Stop(m.pid)
 		}
-	case *actor.Restarting:
-		// protoactor stops every session before the new registry starts; it starts the
-		// stored ones again from the store.
+	case *actor.Restarting, *actor.Stopping:
+		// protoactor stops every session with the registry. One that restarts, or is started
+		// again by the broker's watchdog, starts the stored ones again from the store.
 		r.stopping = true
 		r.env.Stats.Sessions.Add(-int64(len(r.sessions)))
 		r.sessions = nil
-	case *actor.Stopping:
-		r.stopping = true
 	case *actor.Terminated:
 		r.terminated(ctx, m.Who)
 	}

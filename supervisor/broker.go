@@ -45,6 +45,8 @@ type Broker struct {
 	limit     *listeners.ConnLimit
 	lsup      *actor.PID   // the listeners supervisor, stopped first
 	roots     []*actor.PID // stopped in this order, after the listeners
+	rootProps map[string]*actor.Props
+	watchdog  *actor.PID
 	conns     *actor.PID
 
 	deadLetters *eventstream.Subscription
@@ -95,7 +97,7 @@ func Start(cfg config.Config, log *zap.Logger) (*Broker, error) {
 	for i := range env.Shards {
 		env.Shards[i] = sys.NewLocalPID(fmt.Sprintf("router/shard-%d", i))
 	}
-	router, err := sys.Root.SpawnNamed(env.Props(actors.KindSupervisor, newRouter(env)).Configure(restart), "router")
+	router, err := b.spawnRoot("router", env.Props(actors.KindSupervisor, newRouter(env)).Configure(restart))
 	if err != nil {
 		return fail(err)
 	}
@@ -105,7 +107,7 @@ func Start(cfg config.Config, log *zap.Logger) (*Broker, error) {
 	if _, err := sys.Root.RequestFuture(router, &ready{}, 5*time.Second).Result(); err != nil {
 		return fail(fmt.Errorf("router did not start: %w", err))
 	}
-	sessions, err := sys.Root.SpawnNamed(env.Props(actors.KindRegistry, actors.NewRegistry(env)).Configure(restart), "sessions")
+	sessions, err := b.spawnRoot("sessions", env.Props(actors.KindRegistry, actors.NewRegistry(env)).Configure(restart))
 	if err != nil {
 		return fail(err)
 	}
@@ -119,8 +121,8 @@ func Start(cfg config.Config, log *zap.Logger) (*Broker, error) {
 	if err := waitGroup(&env.Restoring, time.Minute); err != nil {
 		return fail(fmt.Errorf("restoring the stored sessions: %w", err))
 	}
-	b.conns, err = sys.Root.SpawnNamed(env.Props(actors.KindSupervisor, newConnections(env)).
-		Configure(actor.WithSupervisor(actors.ConnectionStrategy())), "connections")
+	b.conns, err = b.spawnRoot("connections", env.Props(actors.KindSupervisor, newConnections(env)).
+		Configure(actor.WithSupervisor(actors.ConnectionStrategy())))
 	if err != nil {
 		return fail(err)
 	}
@@ -135,13 +137,17 @@ func Start(cfg config.Config, log *zap.Logger) (*Broker, error) {
 		}
 		b.listeners.set(lc.Name, l)
 	}
-	b.lsup, err = sys.Root.SpawnNamed(env.Props(actors.KindSupervisor, func() actor.Actor { return &listenersSupervisor{b: b} }).
-		Configure(restart), "listeners")
+	b.lsup, err = b.spawnRoot("listeners", env.Props(actors.KindSupervisor, func() actor.Actor { return &listenersSupervisor{b: b} }).
+		Configure(restart))
 	if err != nil {
 		return fail(err)
 	}
 	if _, err := sys.Root.RequestFuture(b.lsup, &ready{}, 5*time.Second).Result(); err != nil {
 		return fail(fmt.Errorf("listeners did not start: %w", err))
+	}
+	b.watchdog, err = sys.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &watchdog{b: b} }), "watchdog")
+	if err != nil {
+		return fail(err)
 	}
 	if b.in != nil {
 		b.console, err = console.Start(cfg.Console.Listen, &backend{b: b, in: b.in}, log)
@@ -153,6 +159,15 @@ func Start(cfg config.Config, log *zap.Logger) (*Broker, error) {
 		}
 	}
 	return b, nil
+}
+
+// spawnRoot spawns a top-level supervisor and keeps its props, for the watchdog.
+func (b *Broker) spawnRoot(name string, props *actor.Props) (*actor.PID, error) {
+	if b.rootProps == nil {
+		b.rootProps = make(map[string]*actor.Props)
+	}
+	b.rootProps[name] = props
+	return b.sys.Root.SpawnNamed(props, name)
 }
 
 // ConsoleAddr is the bound address of the console (useful with port 0), nil when it is off.
@@ -206,6 +221,9 @@ func (b *Broker) Stop(ctx context.Context) error {
 
 func (b *Broker) stop(ctx context.Context) error {
 	var errs []error
+	if b.watchdog != nil {
+		_ = b.sys.Root.StopFuture(b.watchdog).Wait() // nothing is started again from here on
+	}
 	if b.console != nil {
 		errs = append(errs, b.console.Close(ctx))
 	}

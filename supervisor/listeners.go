@@ -72,8 +72,8 @@ func (s *listenersSupervisor) Receive(ctx actor.Context) {
 		for _, lc := range s.b.env.Cfg.Listeners {
 			s.spawn(ctx, lc)
 		}
-	case *actor.Stopping:
-		s.stopping = true
+	case *actor.Stopping, *actor.Restarting:
+		s.stopping = true // its listeners go with it; a restarted supervisor starts them again
 	case *actor.Terminated:
 		// A listener stopped past its restart budget, or from the console: a broker that
 		// silently stops accepting on a port is worse than one that retries, so it is started

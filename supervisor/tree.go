@@ -37,7 +37,8 @@ func (r *routerSupervisor) Receive(ctx actor.Context) {
 		for i := range r.shards {
 			r.spawn(ctx, i)
 		}
-	case *actor.Stopping:
+	case *actor.Stopping, *actor.Restarting:
+		// Its shards are stopped with it; a restarted router spawns them again when it starts.
 		r.stopping = true
 	case *actor.Terminated:
 		// A shard stopped past its restart budget, or from the console: without it the topics

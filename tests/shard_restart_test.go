@@ -161,3 +161,67 @@ func TestRestartBudgetExhaustedShardIsHealed(t *testing.T) {
 		t.Errorf("retained after the budget ran out: %s", m.Topic)
 	}
 }
+
+// TestTopLevelSupervisorsHeal: the session registry, the router, the connections supervisor
+// and the listeners supervisor, stopped or crashed from the console, come back under their
+// names. A registry that stopped or restarted stops its sessions first (protoactor's rule);
+// the one that comes back starts the stored sessions from the store, so a persistent
+// subscriber finds its session and the message queued for it; clean sessions are gone and
+// their clients reconnect. Through all of it the broker keeps serving new clients.
+func TestTopLevelSupervisorsHeal(t *testing.T) {
+	b, base := consoleBroker(t, chaosOn(""))
+	keep := func(c *codec.Connect) { c.CleanStart = false; c.Properties.SetSessionExpiryInterval(600) }
+	for i, target := range []string{"sessions", "router", "connections", "listeners"} {
+		for _, mode := range []string{"stop", "panic"} {
+			id := fmt.Sprintf("%s-%s", target, mode)
+			sub := dialRaw(t, b.TCP5, codec.V5)
+			sub.Connect("keeper-"+id, keep)
+			sub.Send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "top/" + id, QoS: 1}}})
+			sub.Read()
+			sub.Send(&codec.Disconnect{})
+			sub.ExpectClosed(5 * time.Second)
+			pub := dialRaw(t, b.TCP5, codec.V5)
+			pub.Connect("pub-" + id)
+			pub.Send(&codec.Publish{QoS: 1, PacketID: 1, Topic: "top/" + id, Payload: []byte("queued")})
+			if ack, ok := pub.Read().(*codec.Puback); !ok || ack.ReasonCode != codec.Success {
+				t.Fatalf("%s: PUBACK %+v", id, ack)
+			}
+
+			if code := apiDo(t, "POST", base+"/api/v1/actors/"+url.PathEscape(target)+"/kill?mode="+mode, "", nil); code != 202 {
+				t.Fatalf("%s: kill: HTTP %d", id, code)
+			}
+			waitFor(t, 10*time.Second, id+": a new client connects", func() bool {
+				c, ok := connectsNow(t, b.TCP311, fmt.Sprintf("probe-%d-%s", i, mode))
+				if ok {
+					_ = c.Conn.Close()
+				}
+				return ok
+			})
+			var again *rawClient
+			waitFor(t, 10*time.Second, id+": the persistent subscriber reconnects", func() bool {
+				c, err := tryDialRaw(t, b.TCP5, codec.V5)
+				if err != nil {
+					return false
+				}
+				c.Send(&codec.Connect{ProtocolName: "MQTT", Version: codec.V5, KeepAlive: 30, ClientID: "keeper-" + id})
+				p, err := c.ReadErr(time.Second)
+				if ack, ok := p.(*codec.Connack); err == nil && ok && ack.ReasonCode == codec.Success {
+					if !ack.SessionPresent {
+						t.Fatalf("%s: the stored session is gone", id)
+					}
+					again = c
+					return true
+				}
+				_ = c.Conn.Close()
+				return false
+			})
+			if m, ok := again.Read().(*codec.Publish); !ok || string(m.Payload) != "queued" {
+				t.Fatalf("%s: after reconnecting: %+v, want the queued message", id, m)
+			}
+			d := &codec.Disconnect{}
+			d.Properties.SetSessionExpiryInterval(0)
+			again.Send(d)
+			_ = pub.Conn.Close()
+		}
+	}
+}

@@ -23,13 +23,17 @@ import (
 	"github.com/actormq/actormq/internal/brokertest"
 )
 
-// killable are the actor kinds the chaos monkey kills: the ones that carry traffic.
+// killable are the actor kinds the chaos monkey kills: the ones that carry traffic, and now
+// and then (one kill in ten) a supervisor above them: the session registry, the router, the
+// connections or listeners supervisor.
 var killable = []string{"connection", "session", "router shard", "listener"}
+
+var rarelyKilled = []string{"session registry", "supervisor"}
 
 // TestChaos: publishers at QoS 0, 1 and 2 (3.1.1 and 5.0), persistent subscribers with
 // wildcard and shared subscriptions, and a monkey killing random connection, session, router
-// shard and listener actors through the console (stop and panic), for CHAOS_DURATION (8 s by
-// default). Then:
+// shard and listener actors, and now and then their supervisors, through the console (stop and
+// panic), for CHAOS_DURATION (8 s by default). Then:
 //   - every QoS 1 and 2 message a publisher got a success acknowledgement for reached every
 //     matching persistent subscriber (one member of a shared group) at least once;
 //   - no QoS 2 message reached a subscriber twice [MQTT-4.3.3];
@@ -288,6 +292,9 @@ func monkey(t *testing.T, base string, d time.Duration) map[string]int {
 			t.Fatalf("console actors: %v", err)
 		}
 		kind := killable[rand.IntN(len(killable))]
+		if rand.IntN(10) == 0 {
+			kind = rarelyKilled[rand.IntN(len(rarelyKilled))]
+		}
 		var ids []string
 		for _, a := range list.Actors {
 			if a.Kind == kind {
