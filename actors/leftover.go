@@ -2,6 +2,7 @@ package actors
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -44,11 +45,12 @@ func newMailboxGuard(env *Env) *mailboxGuard {
 }
 
 // Mailbox returns the mailbox producer of an actor with middlewares mw: unbounded (the bounds
-// are kept by credits, PROTOACTOR.md), and telling a guard among mw its mailbox.
+// are kept by credits, PROTOACTOR.md), safe to post to before the actor has started, and
+// telling a guard among mw its mailbox.
 func Mailbox(mw ...actor.MailboxMiddleware) actor.MailboxProducer {
 	unbounded := actor.Unbounded(mw...)
 	return func() actor.Mailbox {
-		mb := unbounded()
+		mb := &earlyMailbox{Mailbox: unbounded()}
 		for _, m := range mw {
 			if g, ok := m.(*mailboxGuard); ok {
 				g.mb = mb
@@ -56,6 +58,70 @@ func Mailbox(mw ...actor.MailboxMiddleware) actor.MailboxProducer {
 		}
 		return mb
 	}
+}
+
+// earlyMailbox holds what is posted to an actor before protoactor has finished spawning it.
+// protoactor registers a new actor's name before it gives the mailbox its dispatcher, so a
+// message sent to the name in between (a shard or session started again under a name that
+// readers and shards keep sending to) made the sender's goroutine panic on a nil dispatcher
+// (found by tests/chaos). Messages posted before Start are kept, in order, and posted once the
+// Started message is queued, so the actor sees Started first.
+type earlyMailbox struct {
+	actor.Mailbox
+	started atomic.Bool
+	mu      sync.Mutex
+	early   []earlyPost
+}
+
+type earlyPost struct {
+	msg    any
+	system bool
+}
+
+func (m *earlyMailbox) PostUserMessage(msg any) {
+	if m.started.Load() || !m.hold(msg, false) {
+		m.Mailbox.PostUserMessage(msg)
+	}
+}
+
+func (m *earlyMailbox) PostSystemMessage(msg any) {
+	if m.started.Load() || !m.hold(msg, true) {
+		m.Mailbox.PostSystemMessage(msg)
+	}
+}
+
+// hold keeps msg if the mailbox has not started; it reports whether it did.
+func (m *earlyMailbox) hold(msg any, system bool) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.started.Load() {
+		return false
+	}
+	m.early = append(m.early, earlyPost{msg, system})
+	return true
+}
+
+// Start: protoactor has registered the handlers and posted Started (held here until now).
+func (m *earlyMailbox) Start() {
+	m.Mailbox.Start()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	// System messages (Started among them) first: a user message posted first could be run
+	// before Started reached the mailbox.
+	for _, system := range []bool{true, false} {
+		for _, p := range m.early {
+			if p.system != system {
+				continue
+			}
+			if system {
+				m.Mailbox.PostSystemMessage(p.msg)
+			} else {
+				m.Mailbox.PostUserMessage(p.msg)
+			}
+		}
+	}
+	m.early = nil
+	m.started.Store(true)
 }
 
 func (g *mailboxGuard) MailboxStarted()   {}

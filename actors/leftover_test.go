@@ -3,8 +3,10 @@ package actors
 import (
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -214,5 +216,65 @@ func waitForBytes(t *testing.T, c *recordConn, n int) {
 			t.Fatal(fmt.Sprintf("nothing written within 5 s (%d bytes)", len(c.bytes())))
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestEarlyMailboxTakesSendsDuringSpawn: protoactor registers a spawned actor's name before
+// its mailbox has a dispatcher, so a send to the name in that window made the sender panic.
+// Messages sent while an actor is spawned again and again under one name are kept until it
+// has started, and it sees Started before any of them.
+func TestEarlyMailboxTakesSendsDuringSpawn(t *testing.T) {
+	sys := quietSystem()
+	defer sys.Shutdown()
+	pid := sys.NewLocalPID("again")
+	var before atomic.Int64 // user messages seen before Started
+	var got atomic.Int64
+	props := actor.PropsFromProducer(func() actor.Actor {
+		started := false
+		return actor.ReceiveFunc(func(ctx actor.Context) {
+			switch ctx.Message().(type) {
+			case *actor.Started:
+				started = true
+			case string:
+				got.Add(1)
+				if !started {
+					before.Add(1)
+				}
+			}
+		})
+	}, actor.WithMailbox(Mailbox()))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					sys.Root.Send(pid, "hello")
+				}
+			}
+		}()
+	}
+	for range 300 {
+		p, err := sys.Root.SpawnNamed(props, "again")
+		if err != nil {
+			t.Fatal(err)
+		}
+		runtime.Gosched()
+		if err := sys.Root.StopFuture(p).Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if got.Load() == 0 {
+		t.Fatal("no message reached the actor: the sends did not race with the spawns")
+	}
+	if n := before.Load(); n > 0 {
+		t.Errorf("%d messages were handled before Started", n)
 	}
 }

@@ -315,6 +315,13 @@ func newCrashSubscriber(t *testing.T, addr string) *crashSubscriber {
 		defer close(s.done)
 		for {
 			s.read(conn, r)
+			select {
+			case <-s.stop:
+				// A clean goodbye: the broker handles every PUBACK sent before it.
+				b, _ := codec.Append(nil, &codec.Disconnect{}, codec.V311)
+				_, _ = conn.Write(b)
+			default:
+			}
 			_ = conn.Close()
 			var ok bool
 			if conn, r, ok = crashDial(addr, "crash-sub", s.stop); !ok {
