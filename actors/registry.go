@@ -67,6 +67,11 @@ func (r *Registry) Receive(ctx actor.Context) {
 			ctx.Send(pid, &timersDue{})
 		}
 	case *attachRequest:
+		if r.stopping {
+			// Its sessions are being stopped; the one that comes next has the stored ones.
+			ctx.Send(m.conn, &connectRefused{code: codec.ServerUnavailable, msg: "the session registry is restarting; connect again"})
+			return
+		}
 		r.attach(ctx, m)
 	case *sessionIdle:
 		e := r.sessions[m.clientID]
