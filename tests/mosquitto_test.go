@@ -237,3 +237,36 @@ func TestMosquittoRetained(t *testing.T) {
 		"-V", "mqttv311", "-t", "mosq/#", "-F", "%r %t %p", "-C", "1", "-W", "10"})
 	mosquittoSameLines(t, sub.wait(t), []string{"1 mosq/retained kept for later"})
 }
+
+// The README's persistence example, literally: a mosquitto_sub with clean session off and a
+// client id subscribes and goes away, mosquitto_pub publishes at QoS 1, the broker is stopped
+// and started again on the same store, and the same mosquitto_sub prints the message
+// [MQTT-3.1.2-4] [MQTT-3.2.2-2].
+func TestMosquittoReadmePersistence(t *testing.T) {
+	needProgram(t, "mosquitto_sub", "mosquitto-clients")
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	subCmd := mosquittoBlock(t, string(readme), "<!-- persistence:subscribe -->")
+	pubCmd := mosquittoBlock(t, string(readme), "<!-- persistence:publish -->")
+	want := mosquittoBlock(t, string(readme), "<!-- persistence:output -->")
+	if len(subCmd) != 1 || len(pubCmd) != 1 {
+		t.Fatalf("README persistence: %d subscribe and %d publish lines, want one each", len(subCmd), len(pubCmd))
+	}
+	r := newRestartable(t)
+
+	first := mosquittoStartSub(t, r.testBroker, 1, mosquittoSplit(t, mosquittoPorts(t, r.testBroker, subCmd[0])))
+	_ = first.cmd.Process.Signal(os.Interrupt) // Ctrl-C
+	<-first.done
+	first.done <- nil
+	waitFor(t, v3Wait, "the subscriber to be gone", func() bool { return r.Stats().Connected.Load() == 0 })
+	mosquittoRun(t, mosquittoSplit(t, mosquittoPorts(t, r.testBroker, pubCmd[0])))
+
+	r.restart()
+
+	again := mosquittoSplit(t, mosquittoPorts(t, r.testBroker, subCmd[0]))
+	sub := mosquittoStartSub(t, r.testBroker, 0, append(again, "-C", "1", "-W", "10"))
+	mosquittoSameLines(t, sub.wait(t), want)
+	endSessions(t, r.testBroker, "keeper")
+}
