@@ -45,7 +45,7 @@ type Broker struct {
 	limit     *listeners.ConnLimit
 	lsup      *actor.PID   // the listeners supervisor, stopped first
 	roots     []*actor.PID // stopped in this order, after the listeners
-	rootProps map[string]*actor.Props
+	rootProps map[string]func() *actor.Props
 	watchdog  *actor.PID
 	conns     *actor.PID
 
@@ -97,7 +97,10 @@ func Start(cfg config.Config, log *zap.Logger) (*Broker, error) {
 	for i := range env.Shards {
 		env.Shards[i] = sys.NewLocalPID(fmt.Sprintf("router/shard-%d", i))
 	}
-	router, err := b.spawnRoot("router", env.Props(actors.KindSupervisor, newRouter(env)).Configure(restart))
+	routerActor := newRouter(env) // made once: it holds the shards' states
+	router, err := b.spawnRoot("router", func() *actor.Props {
+		return env.Props(actors.KindSupervisor, routerActor).Configure(restart)
+	})
 	if err != nil {
 		return fail(err)
 	}
@@ -107,7 +110,9 @@ func Start(cfg config.Config, log *zap.Logger) (*Broker, error) {
 	if _, err := sys.Root.RequestFuture(router, &ready{}, 5*time.Second).Result(); err != nil {
 		return fail(fmt.Errorf("router did not start: %w", err))
 	}
-	sessions, err := b.spawnRoot("sessions", env.Props(actors.KindRegistry, actors.NewRegistry(env)).Configure(restart))
+	sessions, err := b.spawnRoot("sessions", func() *actor.Props {
+		return env.Props(actors.KindRegistry, actors.NewRegistry(env)).Configure(restart)
+	})
 	if err != nil {
 		return fail(err)
 	}
@@ -121,8 +126,9 @@ func Start(cfg config.Config, log *zap.Logger) (*Broker, error) {
 	if err := waitGroup(&env.Restoring, time.Minute); err != nil {
 		return fail(fmt.Errorf("restoring the stored sessions: %w", err))
 	}
-	b.conns, err = b.spawnRoot("connections", env.Props(actors.KindSupervisor, newConnections(env)).
-		Configure(actor.WithSupervisor(actors.ConnectionStrategy())))
+	b.conns, err = b.spawnRoot("connections", func() *actor.Props {
+		return env.Props(actors.KindSupervisor, newConnections(env)).Configure(actor.WithSupervisor(actors.ConnectionStrategy()))
+	})
 	if err != nil {
 		return fail(err)
 	}
@@ -137,8 +143,9 @@ func Start(cfg config.Config, log *zap.Logger) (*Broker, error) {
 		}
 		b.listeners.set(lc.Name, l)
 	}
-	b.lsup, err = b.spawnRoot("listeners", env.Props(actors.KindSupervisor, func() actor.Actor { return &listenersSupervisor{b: b} }).
-		Configure(restart))
+	b.lsup, err = b.spawnRoot("listeners", func() *actor.Props {
+		return env.Props(actors.KindSupervisor, func() actor.Actor { return &listenersSupervisor{b: b} }).Configure(restart)
+	})
 	if err != nil {
 		return fail(err)
 	}
@@ -161,13 +168,14 @@ func Start(cfg config.Config, log *zap.Logger) (*Broker, error) {
 	return b, nil
 }
 
-// spawnRoot spawns a top-level supervisor and keeps its props, for the watchdog.
-func (b *Broker) spawnRoot(name string, props *actor.Props) (*actor.PID, error) {
+// spawnRoot spawns a top-level supervisor and keeps how to make its props, for the watchdog:
+// props are made for each spawn (the console's probe belongs to one actor).
+func (b *Broker) spawnRoot(name string, props func() *actor.Props) (*actor.PID, error) {
 	if b.rootProps == nil {
-		b.rootProps = make(map[string]*actor.Props)
+		b.rootProps = make(map[string]func() *actor.Props)
 	}
 	b.rootProps[name] = props
-	return b.sys.Root.SpawnNamed(props, name)
+	return b.sys.Root.SpawnNamed(props(), name)
 }
 
 // ConsoleAddr is the bound address of the console (useful with port 0), nil when it is off.

@@ -26,7 +26,7 @@ func (w *watchdog) Receive(ctx actor.Context) {
 			return
 		}
 		w.b.log.Error("top-level supervisor stopped; starting it again", zap.String("actor", m.Who.Id))
-		pid, err := w.b.sys.Root.SpawnNamed(props, m.Who.Id)
+		pid, err := w.b.sys.Root.SpawnNamed(props(), m.Who.Id)
 		if err != nil {
 			w.b.log.Error("cannot start the supervisor again", zap.String("actor", m.Who.Id), zap.Error(err))
 			return
