@@ -25,7 +25,8 @@ import (
 type Registry struct {
 	env      *Env
 	sessions map[string]*regEntry
-	stopping bool // the broker is shutting down, or the registry restarting: no healing
+	stopping bool   // the broker is shutting down, or the registry restarting: no healing
+	seq      uint64 // for the names of sessions whose id's name is still taken
 }
 
 type regEntry struct {
@@ -168,19 +169,24 @@ func (r *Registry) spawn(ctx actor.Context, clientID string, from *storedSession
 		r.sessions[clientID] = e
 		r.env.Stats.Sessions.Add(1)
 	}
-	props := r.env.sessionProps(clientID, e.ref, from, reload)
-	pid, err := ctx.SpawnNamed(props, "session/"+clientID)
-	if err != nil {
-		// The name is still held by a session that is stopping; a generated one serves.
-		pid = ctx.SpawnPrefix(props, "session/"+clientID+"#")
+	name := "session/" + clientID
+	fresh := e.ref.pid == nil
+	for {
+		// A new session's ref gets its PID before the actor can run and hand the ref to the
+		// shards. One started again keeps its ref, shared with shards and connections (not to
+		// be written under them): its PID has the same name, which is what addresses it.
+		if fresh {
+			e.ref.pid = r.env.System.NewLocalPID(ctx.Self().Id + "/" + name)
+		}
+		pid, err := ctx.SpawnNamed(r.env.sessionProps(clientID, e.ref, from, reload), name)
+		if err == nil {
+			e.pid = pid
+			return e
+		}
+		// The name is still held by a session of that id that is stopping: another serves.
+		r.seq++
+		name = fmt.Sprintf("session/%s#%d", clientID, r.seq)
 	}
-	e.pid = pid
-	if e.ref.pid == nil {
-		// A new session. One started again keeps its ref, shared with shards and connections
-		// (not to be written under them): its PID has the same name, which is what addresses it.
-		e.ref.pid = pid
-	}
-	return e
 }
 
 func (r *Registry) attach(ctx actor.Context, m *attachRequest) {

@@ -58,11 +58,13 @@ func TestCrashKill9LosesNothingAcknowledged(t *testing.T) {
 	for {
 		missing := 0
 		for _, p := range pubs {
+			p.mu.Lock()
 			for seq := range p.acked {
 				if !sub.has(p.id, seq) {
 					missing++
 				}
 			}
+			p.mu.Unlock()
 		}
 		if missing == 0 {
 			break
@@ -268,6 +270,10 @@ func (p *crashPublisher) session(conn net.Conn, r *codec.Reader, stop <-chan str
 				<-inflight
 			}
 		}
+	}()
+	defer func() {
+		_ = conn.Close() // ends the reader, whose acknowledgements are then all counted
+		<-done
 	}()
 	var id uint16
 	for {
