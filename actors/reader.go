@@ -128,6 +128,11 @@ wait:
 		case *codec.Disconnect:
 			r.send(p)
 			return // nothing may follow a DISCONNECT [MQTT-3.14.4-1]
+		case *codec.Connack, *codec.Suback, *codec.Unsuback, *codec.Pingresp:
+			// Only a server sends these: from a client they are "an unexpected packet", a
+			// Protocol Error (5.0 §2.4, 0x82) that closes the connection (3.1.1 [MQTT-4.8.0-1]).
+			r.send(&violation{code: codec.ProtocolError, msg: pkt.Type().String() + " is sent by servers, not clients"})
+			return
 		default:
 			r.send(pkt)
 		}
