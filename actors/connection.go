@@ -336,6 +336,10 @@ func (c *Connection) readerEnded(ctx actor.Context, err error) {
 			c.endReason = "connection lost"
 			if c.state == stateConnected {
 				c.log.Info("client disconnected", zap.String("reason", reason))
+			} else if c.state == stateAwaitConnect && errors.Is(err, io.ErrUnexpectedEOF) {
+				// A truncated first packet is bad input worth a line; a socket closed before its
+				// first byte (a port probe, a health check) is not.
+				c.log.Info("connection closed inside a packet before CONNECT")
 			}
 			c.logHandshakeFailure(err) // TLS (auth.go)
 		}
