@@ -1,0 +1,282 @@
+package hostile
+
+// Slowloris: connections that hold a socket without doing their part. Each must be closed in
+// bounded time, and cost no more than the queue limits while it lasts.
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/actormq/actormq/codec"
+	"github.com/actormq/actormq/config"
+	"github.com/actormq/actormq/internal/brokertest"
+)
+
+// TestNeverConnect: sockets that never send a byte are closed at limits.connect_timeout
+// (§3.1.4: "If the Server does not receive a CONNECT packet within a reasonable amount of time
+// after the Network Connection is established, the Server SHOULD close the Network
+// Connection"), unanswered, each with a line in the log.
+func TestNeverConnect(t *testing.T) {
+	h := start(t, func(c *config.Config) { c.Limits.ConnectTimeout = config.Duration(500 * time.Millisecond) })
+	y := h.bystander(t)
+	const n = 50
+	conns := make([]*brokertest.Conn, n)
+	for i := range conns {
+		conns[i] = h.dial(t, codec.V311)
+	}
+	errs := make([]error, n)
+	parallel(n, n, func(i int) {
+		errs[i] = checkClosedWith(closedOnly(conns[i]), 0)
+		if errs[i] == nil {
+			_, errs[i] = h.endLog(conns[i].Conn.LocalAddr(), nil)
+		}
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("socket %d: %v", i, err)
+		}
+	}
+	y.check(t)
+}
+
+// trickle writes b one byte every interval until it is written or the broker closes the
+// connection. It returns how many bytes went out.
+func trickle(c net.Conn, b []byte, interval time.Duration) int {
+	for i := range b {
+		if i > 0 {
+			time.Sleep(interval)
+		}
+		_ = c.SetWriteDeadline(time.Now().Add(wait))
+		if _, err := c.Write(b[i : i+1]); err != nil {
+			return i
+		}
+	}
+	return len(b)
+}
+
+// TestOneByteASecond: a client that sends a packet one byte a second cannot hold its
+// connection by staying just inside a timeout:
+//   - its CONNECT must be complete within limits.connect_timeout of the connection (§3.1.4);
+//   - once connected, a packet must be complete within one and a half times the keep alive of
+//     the previous one (3.1.1 [MQTT-3.1.2-24]; 5.0 [MQTT-3.1.2-22], DISCONNECT 0x8D): bytes of
+//     a packet are not a Control Packet.
+//
+// The trickles run side by side; each must be closed long before its last byte.
+func TestOneByteASecond(t *testing.T) {
+	const connectTimeout, keepAlive = 1500 * time.Millisecond, 1
+	h := start(t, func(c *config.Config) { c.Limits.ConnectTimeout = config.Duration(connectTimeout) })
+	y := h.bystander(t)
+	type trickler struct {
+		name    string
+		c       *brokertest.Conn
+		raw     []byte
+		code    codec.ReasonCode
+		maxSent int // bytes the broker may take before it must have closed
+	}
+	var cases []trickler
+	for _, v := range []codec.Version{codec.V311, codec.V5} {
+		c := h.dial(t, v)
+		connect, _ := encode(v, connectPacket("trickle-connect-"+v.String(), v, 30))
+		cases = append(cases, trickler{"CONNECT " + v.String(), c, connect, 0, 5})
+		c = h.mustConnect(t, "trickle-publish-"+v.String(), v, keepAlive)
+		pub, _ := encode(v, &codec.Publish{QoS: 1, PacketID: 1, Topic: "trickle/t", Payload: []byte("one byte a second, forever")})
+		code := codec.Success
+		if v == codec.V5 {
+			code = codec.KeepAliveTimeout
+		}
+		cases = append(cases, trickler{"PUBLISH " + v.String(), c, pub, code, 5})
+	}
+	var wg sync.WaitGroup
+	for _, tc := range cases {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sent := trickle(tc.c.Conn, tc.raw, time.Second)
+			if sent >= len(tc.raw) || sent > tc.maxSent {
+				t.Errorf("%s: the broker took %d bytes at one a second (of %d) before it closed; want at most %d",
+					tc.name, sent, len(tc.raw), tc.maxSent)
+				return
+			}
+			if err := checkClosedWith(closedOnly(tc.c), tc.code); err != nil {
+				t.Errorf("%s: %v", tc.name, err)
+				return
+			}
+			if _, err := h.endLog(tc.c.Conn.LocalAddr(), nil); err != nil {
+				t.Errorf("%s: %v", tc.name, err)
+			}
+		}()
+	}
+	// The WebSocket handshake too: its request must be complete within the connect timeout
+	// (the HTTP server's header timeout), or the socket is closed.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c, err := net.DialTimeout("tcp", h.WS, wait)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		req := "GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n"
+		if sent := trickle(c, []byte(req), time.Second); sent > 5 {
+			t.Errorf("WebSocket handshake: the broker took %d bytes at one a second before it closed; want at most 5", sent)
+		}
+	}()
+	wg.Wait()
+	y.check(t)
+}
+
+// TestSlowConsumer: subscribers that stop reading their socket. The publisher and a healthy
+// subscriber are not held up: the healthy one receives every message, in order. What waits
+// for the stalled ones is bounded by the queue limits (connections.writer_queue,
+// sessions.max_queued_messages, mqtt.max_inflight), past which their QoS 0 messages are
+// dropped and counted in /metrics; the write timeout then closes them.
+func TestSlowConsumer(t *testing.T) {
+	const (
+		writerQueue = 64
+		queued      = 50
+		inflight    = 16
+		payloadSize = 16 << 10
+		messages    = 2000 // 32 MiB: what the stalled subscribers would hold without the limits
+		slowOnes    = 3
+	)
+	h := start(t, func(c *config.Config) {
+		c.Connections.WriterQueue = writerQueue
+		c.Sessions.MaxQueuedMessages = queued
+		c.MQTT.MaxInflight = inflight
+		c.Connections.WriteTimeout = config.Duration(2 * time.Second)
+	})
+	y := h.bystander(t)
+
+	var slow []*brokertest.Conn
+	for i := range slowOnes {
+		c := h.dial(t, codec.V311)
+		_ = c.Conn.(*net.TCPConn).SetReadBuffer(4096) // stop reading: let the buffers fill soon
+		if ack := c.Connect(fmt.Sprintf("slow-%d", i)); ack.ReasonCode != codec.Success {
+			t.Fatalf("slow consumer refused: %v", ack.ReasonCode)
+		}
+		c.Send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "flood/#", QoS: 0}}})
+		if _, ok := c.Read().(*codec.Suback); !ok {
+			t.Fatal("no SUBACK")
+		}
+		slow = append(slow, c) // and never read again
+	}
+	healthy := h.mustConnect(t, "healthy", codec.V311, 30)
+	healthy.Send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "flood/#", QoS: 1}}})
+	if _, ok := healthy.Read().(*codec.Suback); !ok {
+		t.Fatal("no SUBACK")
+	}
+	pub := h.mustConnect(t, "publisher", codec.V311, 30)
+
+	// Heap while the flood goes on, sampled.
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapInuse
+	var peak uint64
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stopSampling:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse)
+		}
+	}()
+
+	received := make(chan error, 1)
+	go func() {
+		for i := 0; i < messages; {
+			p, err := healthy.ReadErr(wait)
+			if err != nil {
+				received <- fmt.Errorf("healthy subscriber, after %d messages: %w", i, err)
+				return
+			}
+			m, ok := p.(*codec.Publish)
+			if !ok {
+				continue
+			}
+			if got := int(m.Payload[0])<<8 | int(m.Payload[1]); got != i {
+				received <- fmt.Errorf("healthy subscriber: message %d arrived as number %d", got, i)
+				return
+			}
+			i++
+			if err := send(healthy, &codec.Puback{PacketID: m.PacketID}); err != nil {
+				received <- err
+				return
+			}
+		}
+		received <- nil
+	}()
+	acked := make(chan error, 1)
+	go func() {
+		for i := range messages {
+			p, err := pub.ReadErr(wait)
+			if a, ok := p.(*codec.Puback); err != nil || !ok || a.PacketID != uint16(i+1) {
+				acked <- fmt.Errorf("publisher: PUBACK %d: got %s, %v", i+1, describe(p), err)
+				return
+			}
+		}
+		acked <- nil
+	}()
+	payload := make([]byte, payloadSize)
+	for i := range messages {
+		payload[0], payload[1] = byte(i>>8), byte(i)
+		if err := send(pub, &codec.Publish{QoS: 1, PacketID: uint16(i + 1), Topic: "flood/all", Payload: payload}); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	if err := <-acked; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-received; err != nil {
+		t.Fatal(err)
+	}
+	close(stopSampling)
+	<-sampled
+
+	// Each stalled subscriber holds at most its writer queue, its session queue and its
+	// window of messages; they share the publishes, but count them once each. Beyond that, 8
+	// MiB of slack for the clients of this test and the runtime.
+	bound := uint64(slowOnes*(writerQueue+queued+inflight)*payloadSize + 8<<20)
+	if grew := peak - min(peak, base); grew > bound {
+		t.Errorf("heap grew by %d MiB while %d subscribers stalled; bound %d MiB (the queue limits), %d MiB published",
+			grew>>20, slowOnes, bound>>20, messages*payloadSize>>20)
+	}
+	if d := h.mustMetric(t, "actormq_messages_dropped_total", map[string]string{"reason": "queue_full"}); d == 0 {
+		t.Error(`actormq_messages_dropped_total{reason="queue_full"} = 0: the stalled subscribers' overflow was not counted`)
+	}
+	// The write timeout closes the stalled subscribers, each with a line in the log. (Reading
+	// them before would end their stall.)
+	for i, c := range slow {
+		h.expectEndLog(t, c, nil)
+		if o := await(c, wait, nil); !o.closed {
+			t.Errorf("stalled subscriber %d: %v, want the connection closed", i, o.err)
+		}
+	}
+	y.check(t)
+}
+
+// httpStatus reads the status line of an HTTP response.
+func httpStatus(c net.Conn) (int, error) {
+	_ = c.SetReadDeadline(time.Now().Add(wait))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0, err
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode, nil
+}
