@@ -334,7 +334,12 @@ func (c *Connection) readerEnded(ctx actor.Context, err error) {
 				reason = "closed by the client without DISCONNECT"
 			}
 			c.endReason = "connection lost"
-			if c.state == stateConnected {
+			if slow := c.link.SlowConsumer(); slow != "" {
+				// The writer gave up on the socket (link.go): say why, or it reads as a lost
+				// connection.
+				c.endReason = "slow consumer"
+				c.log.Warn("closed a slow consumer", zap.String("detail", slow))
+			} else if c.state == stateConnected {
 				c.log.Info("client disconnected", zap.String("reason", reason))
 			} else if c.state == stateAwaitConnect && errors.Is(err, io.ErrUnexpectedEOF) {
 				// A truncated first packet is bad input worth a line; a socket closed before its

@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,10 +39,15 @@ type Link struct {
 
 	mu      sync.Mutex
 	queue   []outItem
-	closing bool // a close item is queued or the writer has ended: refuse more
-	running bool // a writer goroutine owns the socket (or the Link is finished): start no other
-	aborted bool // Abort was called: the writer must end without writing more
+	closing bool   // a close item is queued or the writer has ended: refuse more
+	running bool   // a writer goroutine owns the socket (or the Link is finished): start no other
+	aborted bool   // Abort was called: the writer must end without writing more
+	slow    string // why the client was found to be a slow consumer, if it was
 	done    chan struct{}
+
+	// writing is set while the writer is inside a socket write: a queue that grows then is a
+	// client not taking what is sent, not a writer waiting to be scheduled.
+	writing atomic.Bool
 
 	abortOnce sync.Once
 
@@ -151,10 +157,13 @@ func (l *Link) push(it outItem) error {
 			return ErrLinkFull
 		}
 		// Acknowledgements and other control packets are never dropped: they get headroom
-		// past the delivery limit, and a client that lets even that fill is not reading its
-		// own acknowledgements. It is closed as a slow consumer.
-		if n >= 2*l.maxQueue {
+		// past the delivery limit, and a client that lets even that fill while the writer is
+		// stuck on its socket is not reading its own acknowledgements. It is closed as a slow
+		// consumer. A writer that is merely not scheduled yet is no sign of one: a shard acks
+		// a burst of up to router.credit_window publishes in one turn.
+		if n >= 2*l.maxQueue && l.writing.Load() {
 			l.closing = true
+			l.slow = "it does not read its acknowledgements: twice connections.writer_queue packets wait for it"
 			l.mu.Unlock()
 			l.stats.SlowConsumersClosed.Add(1)
 			l.Abort()
@@ -336,10 +345,26 @@ func (l *Link) write(b []byte) bool {
 	if l.writeTimout > 0 {
 		_ = l.conn.SetWriteDeadline(time.Now().Add(l.writeTimout))
 	}
+	l.writing.Store(true)
 	n, err := l.conn.Write(b)
+	l.writing.Store(false)
 	l.stats.BytesOut.Add(uint64(n))
 	l.BytesOut.Add(uint64(n))
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		l.mu.Lock()
+		if l.slow == "" {
+			l.slow = "it took no data for connections.write_timeout"
+		}
+		l.mu.Unlock()
+	}
 	return err == nil
+}
+
+// SlowConsumer says why the connection was closed as a slow consumer, "" if it was not.
+func (l *Link) SlowConsumer() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.slow
 }
 
 // encode appends one queued item. Failures to encode are the broker's own bugs or a packet
