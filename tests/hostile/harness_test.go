@@ -114,6 +114,25 @@ func (h *harness) expectEndLog(t testing.TB, c *brokertest.Conn, match func(obse
 	return e
 }
 
+// clientLog waits for a line at INFO or above about clientID (its "client" field), other than
+// the one every connect logs, for which match (if not nil) holds.
+func (h *harness) clientLog(t testing.TB, clientID string, match func(observedEntry) bool) observedEntry {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		for _, e := range h.logs.All() {
+			if e.Level >= zapcore.InfoLevel && e.Message != "client connected" &&
+				e.ContextMap()["client"] == clientID && (match == nil || match(e)) {
+				return e
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no INFO/WARN line about client %q within %v", clientID, wait)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // reasonIs matches a line whose "reason" field names code.
 func reasonIs(code codec.ReasonCode) func(observer.LoggedEntry) bool {
 	return func(e observer.LoggedEntry) bool { return e.ContextMap()["reason"] == code.String() }
