@@ -275,3 +275,125 @@ func TestClientIDChurn(t *testing.T) {
 	})
 	y.check(t)
 }
+
+// TestQoS2Flood: QoS 2 publishes that are never released.
+//   - 5.0: past the Receive Maximum of unacknowledged QoS 1/2 publishes [MQTT-3.3.4-7] the
+//     broker sends DISCONNECT 0x93 Receive Maximum exceeded (§3.3.4) and closes.
+//   - 3.1.1 has no such limit: the ids are 16-bit, so at most 65535 wait for their PUBREL.
+//     Each PUBLISH, first or resent, gets its PUBREC, and a resent one is not delivered again
+//     [MQTT-4.3.3-2]; once released (PUBREL, PUBCOMP) an id is free for a new message.
+func TestQoS2Flood(t *testing.T) {
+	const receiveMax = 100
+	h := start(t, func(c *config.Config) { c.MQTT.ReceiveMaximum = receiveMax })
+	y := h.bystander(t)
+	sub := h.mustConnect(t, "qos2-sink", codec.V311, 30)
+	sub.Send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "qos2/#", QoS: 0}}})
+	if _, ok := sub.Read().(*codec.Suback); !ok {
+		t.Fatal("no SUBACK")
+	}
+
+	t.Run("5.0 past the Receive Maximum", func(t *testing.T) {
+		c := h.mustConnect(t, "qos2-flood-5", codec.V5, 30)
+		var all []byte
+		for i := range receiveMax + 50 {
+			b, _ := encode(codec.V5, &codec.Publish{QoS: 2, PacketID: uint16(i + 1), Topic: "qos2/five", Payload: []byte("x")})
+			all = append(all, b...)
+		}
+		_ = sendRaw(c, all) // the broker may close while we write
+		o := closedOnly(c)
+		if !o.closed {
+			t.Fatalf("got %s, want DISCONNECT 0x93 and the close", o)
+		}
+		last, _ := o.pkts[len(o.pkts)-1].(*codec.Disconnect)
+		if last == nil || last.ReasonCode != codec.ReceiveMaximumExceeded {
+			t.Fatalf("got %s, want DISCONNECT 0x93 last [MQTT-3.3.4-7]", o)
+		}
+		for _, p := range o.pkts[:len(o.pkts)-1] {
+			if _, ok := p.(*codec.Pubrec); !ok {
+				t.Fatalf("got %s, want only PUBRECs before the DISCONNECT", o)
+			}
+		}
+		if n := len(o.pkts) - 1; n > receiveMax {
+			t.Errorf("%d PUBRECs: more publishes taken than the Receive Maximum %d", n, receiveMax)
+		}
+		h.expectEndLog(t, c, reasonIs(codec.ReceiveMaximumExceeded))
+		y.check(t)
+	})
+
+	t.Run("3.1.1 resent and never released", func(t *testing.T) {
+		// Drain what the first case delivered.
+		for {
+			if _, err := sub.ReadErr(300 * time.Millisecond); err != nil {
+				break
+			}
+		}
+		const ids, resends = 1000, 9
+		c := h.mustConnect(t, "qos2-flood-311", codec.V311, 30)
+		pubs := func(dup bool, tag string) []byte {
+			var all []byte
+			for id := 1; id <= ids; id++ {
+				b, _ := encode(codec.V311, &codec.Publish{QoS: 2, Dup: dup, PacketID: uint16(id), Topic: "qos2/three",
+					Payload: []byte(fmt.Sprintf("%s%d", tag, id))})
+				all = append(all, b...)
+			}
+			return all
+		}
+		expectAcks := func(what string, want codec.PacketType) {
+			t.Helper()
+			for n := 0; n < ids; n++ {
+				p, err := c.ReadErr(wait)
+				if err != nil || p.Type() != want {
+					t.Fatalf("%s: after %d answers got %s (%v), want %v for each", what, n, describe(p), err, want)
+				}
+			}
+		}
+		first := pubs(false, "m")
+		go func() { _ = sendRaw(c, first) }()
+		expectAcks("first sends", codec.TypePubrec)
+		for range resends {
+			resent := pubs(true, "m")
+			go func() { _ = sendRaw(c, resent) }()
+			expectAcks("resends", codec.TypePubrec) // [MQTT-4.3.3-2]
+		}
+		// Every message arrived once, none again for its resends.
+		seen := map[string]int{}
+		for {
+			p, err := sub.ReadErr(500 * time.Millisecond)
+			if err != nil {
+				break
+			}
+			if m, ok := p.(*codec.Publish); ok {
+				seen[string(m.Payload)]++
+			}
+		}
+		if len(seen) != ids {
+			t.Errorf("%d distinct messages delivered, want %d", len(seen), ids)
+		}
+		for payload, n := range seen {
+			if n != 1 {
+				t.Errorf("%q delivered %d times, want once [MQTT-4.3.3-2]", payload, n)
+				break
+			}
+		}
+		// Released, the ids are free for new messages.
+		var rel []byte
+		for id := 1; id <= ids; id++ {
+			b, _ := encode(codec.V311, &codec.Pubrel{PacketID: uint16(id)})
+			rel = append(rel, b...)
+		}
+		go func() { _ = sendRaw(c, rel) }()
+		expectAcks("PUBREL", codec.TypePubcomp)
+		if err := send(c, &codec.Publish{QoS: 2, PacketID: 1, Topic: "qos2/three", Payload: []byte("new")}); err != nil {
+			t.Fatal(err)
+		}
+		if p, err := sub.ReadErr(wait); err != nil || !isPayload(p, "new") {
+			t.Fatalf("a new message on a released id: got %s, %v", describe(p), err)
+		}
+		y.check(t)
+	})
+}
+
+func isPayload(p codec.Packet, payload string) bool {
+	m, ok := p.(*codec.Publish)
+	return ok && string(m.Payload) == payload
+}
