@@ -321,20 +321,22 @@ func first(o outcome) codec.Packet {
 	return o.pkts[0]
 }
 
-// hostileKeepAlive is the keep alive of the clients of the fuzz tests, and the broker's
-// mqtt.max_keep_alive there: a connection left inside an incomplete packet is closed at one and
-// a half times it (5.0 [MQTT-3.1.2-22], 3.1.1 [MQTT-3.1.2-24]), so no case waits long.
-const hostileKeepAlive = 2
+// hostileKeepAlive is the keep alive of the clients of the fuzz tests: a connection left
+// inside an incomplete packet is closed at one and a half times it (5.0 [MQTT-3.1.2-22], 3.1.1
+// [MQTT-3.1.2-24]), so no case waits long.
+const hostileKeepAlive = 1
 
-// fuzzConfig: short connect timeout and keep alives, so the cases that leave a packet
-// unfinished end soon. A mutated CONNECT cannot ask for more keep alive than this either.
+// fuzzConfig: a short connect timeout, and mqtt.max_keep_alive low enough that a mutated
+// CONNECT cannot ask for a long keep alive either (a 5.0 client is told the server's, a 3.x
+// client asking more is refused).
 func fuzzConfig(c *config.Config) {
-	c.Limits.ConnectTimeout = config.Duration(hostileKeepAlive * time.Second)
-	c.MQTT.MaxKeepAlive = 4
+	c.Limits.ConnectTimeout = config.Duration(time.Second)
+	c.MQTT.MaxKeepAlive = 2
 }
 
-// fuzzWait: the longest a case may take to be answered or closed.
-const fuzzWait = 6*time.Second + wait
+// fuzzWait: the longest a case may take to be answered or closed: the keep alive of a mutated
+// CONNECT, and the slack.
+const fuzzWait = 3*time.Second + wait
 
 // judgeAny is what any input may lead to: the broker went on (the PINGREQ that followed got its
 // PINGRESP) or closed the connection, having sent before it only valid packets; a DISCONNECT
