@@ -45,9 +45,11 @@ type Link struct {
 	slow    string // why the client was found to be a slow consumer, if it was
 	done    chan struct{}
 
-	// writing is set while the writer is inside a socket write: a queue that grows then is a
-	// client not taking what is sent, not a writer waiting to be scheduled.
-	writing atomic.Bool
+	// backlog is set while the queue holds maxQueue items or more: the reader reads nothing
+	// more from the client until the writer has taken them (waitBacklog), so a client that
+	// does not keep up with its answers is held back by TCP instead of piling them up here.
+	backlog atomic.Bool
+	drained chan struct{} // closed when the writer takes the queue; made by a waiting reader
 
 	abortOnce sync.Once
 
@@ -157,13 +159,13 @@ func (l *Link) push(it outItem) error {
 			return ErrLinkFull
 		}
 		// Acknowledgements and other control packets are never dropped: they get headroom
-		// past the delivery limit, and a client that lets even that fill while the writer is
-		// stuck on its socket is not reading its own acknowledgements. It is closed as a slow
-		// consumer. A writer that is merely not scheduled yet is no sign of one: a shard acks
-		// a burst of up to router.credit_window publishes in one turn.
-		if n >= 2*l.maxQueue && l.writing.Load() {
+		// past the delivery limit. The reader stops at maxQueue (backlog), so what comes
+		// after is the answers to packets already read: one per publish on its way to the
+		// router at most (router.credit_window). A client that makes even that overflow is
+		// not reading its own acknowledgements. It is closed as a slow consumer.
+		if n >= 2*l.maxQueue+cap(l.Credits) {
 			l.closing = true
-			l.slow = "it does not read its acknowledgements: twice connections.writer_queue packets wait for it"
+			l.slow = "it does not read its acknowledgements: more than twice connections.writer_queue packets wait for it"
 			l.mu.Unlock()
 			l.stats.SlowConsumersClosed.Add(1)
 			l.Abort()
@@ -180,6 +182,9 @@ func (l *Link) appendLocked(it outItem) {
 		l.queue = getItems() // idle Links hold no queue array
 	}
 	l.queue = append(l.queue, it)
+	if len(l.queue) >= l.maxQueue {
+		l.backlog.Store(true)
+	}
 	start := !l.running
 	l.running = true
 	l.mu.Unlock()
@@ -226,6 +231,7 @@ func (l *Link) Abort() {
 		_ = l.conn.Close()
 		l.mu.Lock()
 		l.aborted, l.closing = true, true
+		l.releaseReader() // a reader waiting for the backlog finds the socket closed
 		idle := !l.running
 		l.running = true // no writer starts from now on
 		l.mu.Unlock()
@@ -233,6 +239,40 @@ func (l *Link) Abort() {
 			close(l.done) // no writer to do it
 		} // else the running writer sees aborted (or a failed write) and closes done
 	})
+}
+
+// releaseReader ends a backlog: the writer has taken the queue (or will write no more). Called
+// with l.mu held.
+func (l *Link) releaseReader() {
+	l.backlog.Store(false)
+	if l.drained != nil {
+		close(l.drained)
+		l.drained = nil
+	}
+}
+
+// waitBacklog holds the reader while the client's answers back up (backlog). It returns false
+// if quit is closed first. One atomic load when there is no backlog.
+func (l *Link) waitBacklog(quit <-chan struct{}) bool {
+	if !l.backlog.Load() {
+		return true
+	}
+	l.mu.Lock()
+	if !l.backlog.Load() {
+		l.mu.Unlock()
+		return true
+	}
+	if l.drained == nil {
+		l.drained = make(chan struct{})
+	}
+	ch := l.drained
+	l.mu.Unlock()
+	select {
+	case <-ch:
+		return true
+	case <-quit:
+		return false
+	}
 }
 
 // Done is closed when the connection is finished: the close was written or the Link aborted,
@@ -271,6 +311,7 @@ func (l *Link) run() {
 			break
 		}
 		batch, l.queue = l.queue, batch[:0]
+		l.releaseReader()
 		l.mu.Unlock()
 
 		ok := true
@@ -345,15 +386,14 @@ func (l *Link) write(b []byte) bool {
 	if l.writeTimout > 0 {
 		_ = l.conn.SetWriteDeadline(time.Now().Add(l.writeTimout))
 	}
-	l.writing.Store(true)
 	n, err := l.conn.Write(b)
-	l.writing.Store(false)
 	l.stats.BytesOut.Add(uint64(n))
 	l.BytesOut.Add(uint64(n))
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		l.mu.Lock()
 		if l.slow == "" {
 			l.slow = "it took no data for connections.write_timeout"
+			l.stats.SlowConsumersClosed.Add(1)
 		}
 		l.mu.Unlock()
 	}

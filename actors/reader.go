@@ -109,6 +109,10 @@ wait:
 	r.src.timeout = st.keepAlive * 3 / 2
 
 	for {
+		// While the client's answers back up, read nothing more from it: TCP holds it back.
+		if !r.link.waitBacklog(r.quit) {
+			return
+		}
 		pkt, err := r.read()
 		if err != nil {
 			r.send(&readerEnded{err: err})
