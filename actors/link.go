@@ -45,11 +45,18 @@ type Link struct {
 	slow    string // why the client was found to be a slow consumer, if it was
 	done    chan struct{}
 
-	// backlog is set while the queue holds maxQueue items or more: the reader reads nothing
-	// more from the client until the writer has taken them (waitBacklog), so a client that
-	// does not keep up with its answers is held back by TCP instead of piling them up here.
+	// backlog is set while the queue holds maxQueue items or more, or maxOwed SUBSCRIBE and
+	// UNSUBSCRIBE packets wait for their answers: the reader reads nothing more from the client
+	// until the writer has taken the queue and the session has answered (waitBacklog). A
+	// client that does not keep up with its answers is held back by TCP instead of piling them
+	// up here, and a flood of SUBSCRIBEs waits in the socket, not in the actors' mailboxes.
 	backlog atomic.Bool
-	drained chan struct{} // closed when the writer takes the queue; made by a waiting reader
+	owed    int           // SUBSCRIBE and UNSUBSCRIBE packets passed on and not answered yet
+	drained chan struct{} // closed when the backlog ends; made by a waiting reader
+
+	// writeSince is when the writer entered its current socket write (unix nanoseconds), 0
+	// outside one: a write that lasts is a client not taking what it is sent.
+	writeSince atomic.Int64
 
 	abortOnce sync.Once
 
@@ -161,9 +168,10 @@ func (l *Link) push(it outItem) error {
 		// Acknowledgements and other control packets are never dropped: they get headroom
 		// past the delivery limit. The reader stops at maxQueue (backlog), so what comes
 		// after is the answers to packets already read: one per publish on its way to the
-		// router at most (router.credit_window). A client that makes even that overflow is
-		// not reading its own acknowledgements. It is closed as a slow consumer.
-		if n >= 2*l.maxQueue+cap(l.Credits) {
+		// router (router.credit_window), and those to packets still in the actors' mailboxes,
+		// which come in bursts. Past that headroom, a client whose socket has taken nothing for
+		// a while is not reading its own acknowledgements: it is closed as a slow consumer.
+		if n >= 2*l.maxQueue+cap(l.Credits) && l.stuck() {
 			l.closing = true
 			l.slow = "it does not read its acknowledgements: more than twice connections.writer_queue packets wait for it"
 			l.mu.Unlock()
@@ -182,9 +190,13 @@ func (l *Link) appendLocked(it outItem) {
 		l.queue = getItems() // idle Links hold no queue array
 	}
 	l.queue = append(l.queue, it)
-	if len(l.queue) >= l.maxQueue {
-		l.backlog.Store(true)
+	if it.kind == itemPacket && l.owed > 0 {
+		switch it.pkt.(type) {
+		case *codec.Suback, *codec.Unsuback:
+			l.owed--
+		}
 	}
+	l.updateBacklog()
 	start := !l.running
 	l.running = true
 	l.mu.Unlock()
@@ -231,7 +243,7 @@ func (l *Link) Abort() {
 		_ = l.conn.Close()
 		l.mu.Lock()
 		l.aborted, l.closing = true, true
-		l.releaseReader() // a reader waiting for the backlog finds the socket closed
+		l.updateBacklog() // a reader waiting for the backlog finds the socket closed
 		idle := !l.running
 		l.running = true // no writer starts from now on
 		l.mu.Unlock()
@@ -241,18 +253,36 @@ func (l *Link) Abort() {
 	})
 }
 
-// releaseReader ends a backlog: the writer has taken the queue (or will write no more). Called
-// with l.mu held.
-func (l *Link) releaseReader() {
-	l.backlog.Store(false)
-	if l.drained != nil {
+// maxOwed bounds the SUBSCRIBE and UNSUBSCRIBE packets on their way through the actors: each
+// may hold thousands of filters and cost the session and every router shard work.
+const maxOwed = 64
+
+// maxBacklogWait bounds one wait of the reader: an answer lost on the way (a session that
+// failed on its SUBSCRIBE) must not stop the connection for good.
+const maxBacklogWait = time.Second
+
+// updateBacklog sets backlog from the queue and the answers owed, and lets a waiting reader go
+// when it ends (or the connection is closing). Called with l.mu held.
+func (l *Link) updateBacklog() {
+	on := !l.closing && (len(l.queue) >= l.maxQueue || l.owed >= maxOwed)
+	l.backlog.Store(on)
+	if !on && l.drained != nil {
 		close(l.drained)
 		l.drained = nil
 	}
 }
 
-// waitBacklog holds the reader while the client's answers back up (backlog). It returns false
-// if quit is closed first. One atomic load when there is no backlog.
+// owe records a SUBSCRIBE or UNSUBSCRIBE the reader passes on: its SUBACK or UNSUBACK is owed.
+func (l *Link) owe() {
+	l.mu.Lock()
+	l.owed++
+	l.updateBacklog()
+	l.mu.Unlock()
+}
+
+// waitBacklog holds the reader while the client's answers back up (backlog), for at most
+// maxBacklogWait. It returns false if quit is closed first. One atomic load when there is no
+// backlog.
 func (l *Link) waitBacklog(quit <-chan struct{}) bool {
 	if !l.backlog.Load() {
 		return true
@@ -267,12 +297,15 @@ func (l *Link) waitBacklog(quit <-chan struct{}) bool {
 	}
 	ch := l.drained
 	l.mu.Unlock()
+	t := time.NewTimer(maxBacklogWait)
+	defer t.Stop()
 	select {
 	case <-ch:
-		return true
+	case <-t.C:
 	case <-quit:
 		return false
 	}
+	return true
 }
 
 // Done is closed when the connection is finished: the close was written or the Link aborted,
@@ -311,7 +344,7 @@ func (l *Link) run() {
 			break
 		}
 		batch, l.queue = l.queue, batch[:0]
-		l.releaseReader()
+		l.updateBacklog()
 		l.mu.Unlock()
 
 		ok := true
@@ -386,7 +419,9 @@ func (l *Link) write(b []byte) bool {
 	if l.writeTimout > 0 {
 		_ = l.conn.SetWriteDeadline(time.Now().Add(l.writeTimout))
 	}
+	l.writeSince.Store(time.Now().UnixNano())
 	n, err := l.conn.Write(b)
+	l.writeSince.Store(0)
 	l.stats.BytesOut.Add(uint64(n))
 	l.BytesOut.Add(uint64(n))
 	if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -398,6 +433,21 @@ func (l *Link) write(b []byte) bool {
 		l.mu.Unlock()
 	}
 	return err == nil
+}
+
+// stuck reports whether the writer has been inside one socket write for a second, or for the
+// write timeout if that is shorter: a descheduled writer or a socket whose buffers are still
+// growing does not last that long.
+func (l *Link) stuck() bool {
+	since := l.writeSince.Load()
+	if since == 0 {
+		return false
+	}
+	grace := time.Second
+	if l.writeTimout > 0 {
+		grace = min(grace, l.writeTimout)
+	}
+	return time.Since(time.Unix(0, since)) >= grace
 }
 
 // SlowConsumer says why the connection was closed as a slow consumer, "" if it was not.

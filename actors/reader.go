@@ -129,6 +129,9 @@ wait:
 		case *codec.Connect:
 			r.send(&violation{code: codec.ProtocolError, msg: "a second CONNECT"}) // [MQTT-3.1.0-2]
 			return
+		case *codec.Subscribe, *codec.Unsubscribe:
+			r.link.owe() // its SUBACK or UNSUBACK: the reader waits when too many are owed
+			r.send(pkt)
 		case *codec.Disconnect:
 			r.send(p)
 			return // nothing may follow a DISCONNECT [MQTT-3.14.4-1]
