@@ -220,6 +220,12 @@ func TestClientIDChurn(t *testing.T) {
 	t.Run("takeovers", func(t *testing.T) {
 		// Persistent sessions: each connection takes over the one session.
 		churn(t, h, func(int) bool { return false })
+		// And one takeover for certain: the older connection gets DISCONNECT 0x8E
+		// [MQTT-3.1.4-3], and the broker logs it.
+		older := h.mustConnect(t, "churn", codec.V5, 30)
+		h.mustConnect(t, "churn", codec.V5, 30)
+		expectClosedWith(t, older, codec.SessionTakenOver)
+		h.expectEndLog(t, older, reasonIs(codec.SessionTakenOver))
 	})
 	t.Run("sessions ending as the id comes back", func(t *testing.T) {
 		t.Skip("blocked on actors/registry.go: a clean session that ends as its client id reconnects can take the new session's entry with it (the old one's Terminated matches the new PID, spawned under the same name): an ERROR line, the live session forgotten")
