@@ -336,7 +336,7 @@ func TestAcknowledgementsNotRead(t *testing.T) {
 	if _, ok := c.Read().(*codec.Suback); !ok {
 		t.Fatal("no SUBACK")
 	}
-	const offered = 64 << 20
+	const offered = 96 << 20
 	pub, _ := encode(codec.V5, &codec.Publish{QoS: 1, PacketID: 1, Topic: "deaf/t", Payload: make([]byte, 16<<10)})
 	before := h.Stats().BytesIn.Load()
 	sent := 0
@@ -353,7 +353,9 @@ func TestAcknowledgementsNotRead(t *testing.T) {
 	}
 	read := h.Stats().BytesIn.Load() - before
 	t.Logf("the client offered %d MiB, wrote %d MiB, the broker read %d MiB", offered>>20, sent>>20, read>>20)
-	if read > 16<<20 {
+	// Without the hold it reads all it is offered; with it, what the socket buffers took
+	// and the publishes on their way when it stopped.
+	if read > 32<<20 {
 		t.Errorf("the broker read %d MiB from a client that read nothing back: it was not held back", read>>20)
 	}
 	y.check(t)
