@@ -297,8 +297,8 @@ func (o outcome) String() string {
 }
 
 // await reads until until(p) holds for a packet, the connection closes, or d passes.
-// Publishes that subscriptions bring in are acknowledged and left out: they are traffic, not
-// the answer awaited.
+// Publishes that subscriptions bring in are acknowledged and left out, with the PUBRELs that
+// follow at QoS 2: they are traffic, not the answer awaited.
 func await(c *brokertest.Conn, d time.Duration, until func(codec.Packet) bool) outcome {
 	var o outcome
 	deadline := time.Now().Add(d)
@@ -323,6 +323,12 @@ func await(c *brokertest.Conn, d time.Duration, until func(codec.Packet) bool) o
 			} else if pub.QoS == 2 {
 				_ = send(c, &codec.Pubrec{PacketID: pub.PacketID})
 			}
+			continue
+		}
+		if rel, ok := p.(*codec.Pubrel); ok && rel.ReasonCode == codec.Success {
+			// The rest of a QoS 2 delivery acknowledged above (an answer to a client's PUBREC
+			// for an id the broker does not know carries 0x92).
+			_ = send(c, &codec.Pubcomp{PacketID: rel.PacketID})
 			continue
 		}
 		o.pkts = append(o.pkts, p)
