@@ -2,10 +2,12 @@ package actors
 
 import (
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -334,14 +336,37 @@ func (c *Connection) readerEnded(ctx actor.Context, err error) {
 				reason = "closed by the client without DISCONNECT"
 			}
 			c.endReason = "connection lost"
-			if c.state == stateConnected {
-				c.log.Info("client disconnected", zap.String("reason", reason))
+			if slow := c.link.SlowConsumer(); slow != "" {
+				// The writer gave up on the socket (link.go): say why, or it reads as a lost
+				// connection.
+				c.endReason = "slow consumer"
+				c.log.Warn("closed a slow consumer", zap.String("detail", slow))
+			} else if c.state == stateConnected {
+				if errors.Is(err, io.EOF) {
+					c.log.Info("client disconnected", zap.String("reason", reason))
+				} else { // the transport's error says what broke (a WebSocket text frame, a reset)
+					c.log.Info("client disconnected", zap.String("reason", reason), zap.Error(err))
+				}
+			} else if c.state == stateAwaitConnect && !errors.Is(err, io.EOF) && !tlsHandshakeError(err) {
+				// A truncated first packet, a WebSocket frame MQTT does not take: bad input worth a
+				// line. A socket closed before its first byte (a port probe, a health check) is
+				// not, and a failed TLS handshake has its own (logHandshakeFailure).
+				c.log.Info("connection ended before CONNECT", zap.Error(err))
 			}
 			c.logHandshakeFailure(err) // TLS (auth.go)
 		}
 		c.detach(ctx, true, nil)
 		c.shutdown(ctx)
 	}
+}
+
+// tlsHandshakeError reports the errors logHandshakeFailure (auth.go) logs.
+func tlsHandshakeError(err error) bool {
+	var alert tls.AlertError
+	var header tls.RecordHeaderError
+	var cert *tls.CertificateVerificationError
+	return errors.As(err, &alert) || errors.As(err, &header) || errors.As(err, &cert) ||
+		strings.HasPrefix(err.Error(), "tls: ")
 }
 
 // refuse answers a CONNECT with a failure CONNACK and closes [MQTT-3.2.2-6].

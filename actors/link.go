@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,10 +39,24 @@ type Link struct {
 
 	mu      sync.Mutex
 	queue   []outItem
-	closing bool // a close item is queued or the writer has ended: refuse more
-	running bool // a writer goroutine owns the socket (or the Link is finished): start no other
-	aborted bool // Abort was called: the writer must end without writing more
+	closing bool   // a close item is queued or the writer has ended: refuse more
+	running bool   // a writer goroutine owns the socket (or the Link is finished): start no other
+	aborted bool   // Abort was called: the writer must end without writing more
+	slow    string // why the client was found to be a slow consumer, if it was
 	done    chan struct{}
+
+	// backlog is set while the queue holds maxQueue items or more, or maxOwed SUBSCRIBE and
+	// UNSUBSCRIBE packets wait for their answers: the reader reads nothing more from the client
+	// until the writer has taken the queue and the session has answered (waitBacklog). A
+	// client that does not keep up with its answers is held back by TCP instead of piling them
+	// up here, and a flood of SUBSCRIBEs waits in the socket, not in the actors' mailboxes.
+	backlog atomic.Bool
+	owed    int           // SUBSCRIBE and UNSUBSCRIBE packets passed on and not answered yet
+	drained chan struct{} // closed when the backlog ends; made by a waiting reader
+
+	// writeSince is when the writer entered its current socket write (unix nanoseconds), 0
+	// outside one: a write that lasts is a client not taking what it is sent.
+	writeSince atomic.Int64
 
 	abortOnce sync.Once
 
@@ -151,10 +166,14 @@ func (l *Link) push(it outItem) error {
 			return ErrLinkFull
 		}
 		// Acknowledgements and other control packets are never dropped: they get headroom
-		// past the delivery limit, and a client that lets even that fill is not reading its
-		// own acknowledgements. It is closed as a slow consumer.
-		if n >= 2*l.maxQueue {
+		// past the delivery limit. The reader stops at maxQueue (backlog), so what comes
+		// after is the answers to packets already read: one per publish on its way to the
+		// router (router.credit_window), and those to packets still in the actors' mailboxes,
+		// which come in bursts. Past that headroom, a client whose socket has taken nothing for
+		// a while is not reading its own acknowledgements: it is closed as a slow consumer.
+		if n >= 2*l.maxQueue+cap(l.Credits) && l.stuck() {
 			l.closing = true
+			l.slow = "it does not read its acknowledgements: more than twice connections.writer_queue packets wait for it"
 			l.mu.Unlock()
 			l.stats.SlowConsumersClosed.Add(1)
 			l.Abort()
@@ -171,6 +190,13 @@ func (l *Link) appendLocked(it outItem) {
 		l.queue = getItems() // idle Links hold no queue array
 	}
 	l.queue = append(l.queue, it)
+	if it.kind == itemPacket && l.owed > 0 {
+		switch it.pkt.(type) {
+		case *codec.Suback, *codec.Unsuback:
+			l.owed--
+		}
+	}
+	l.updateBacklog()
 	start := !l.running
 	l.running = true
 	l.mu.Unlock()
@@ -217,6 +243,7 @@ func (l *Link) Abort() {
 		_ = l.conn.Close()
 		l.mu.Lock()
 		l.aborted, l.closing = true, true
+		l.updateBacklog() // a reader waiting for the backlog finds the socket closed
 		idle := !l.running
 		l.running = true // no writer starts from now on
 		l.mu.Unlock()
@@ -224,6 +251,61 @@ func (l *Link) Abort() {
 			close(l.done) // no writer to do it
 		} // else the running writer sees aborted (or a failed write) and closes done
 	})
+}
+
+// maxOwed bounds the SUBSCRIBE and UNSUBSCRIBE packets on their way through the actors: each
+// may hold thousands of filters and cost the session and every router shard work.
+const maxOwed = 64
+
+// maxBacklogWait bounds one wait of the reader: an answer lost on the way (a session that
+// failed on its SUBSCRIBE) must not stop the connection for good.
+const maxBacklogWait = time.Second
+
+// updateBacklog sets backlog from the queue and the answers owed, and lets a waiting reader go
+// when it ends (or the connection is closing). Called with l.mu held.
+func (l *Link) updateBacklog() {
+	on := !l.closing && (len(l.queue) >= l.maxQueue || l.owed >= maxOwed)
+	l.backlog.Store(on)
+	if !on && l.drained != nil {
+		close(l.drained)
+		l.drained = nil
+	}
+}
+
+// owe records a SUBSCRIBE or UNSUBSCRIBE the reader passes on: its SUBACK or UNSUBACK is owed.
+func (l *Link) owe() {
+	l.mu.Lock()
+	l.owed++
+	l.updateBacklog()
+	l.mu.Unlock()
+}
+
+// waitBacklog holds the reader while the client's answers back up (backlog), for at most
+// maxBacklogWait. It returns false if quit is closed first. One atomic load when there is no
+// backlog.
+func (l *Link) waitBacklog(quit <-chan struct{}) bool {
+	if !l.backlog.Load() {
+		return true
+	}
+	l.mu.Lock()
+	if !l.backlog.Load() {
+		l.mu.Unlock()
+		return true
+	}
+	if l.drained == nil {
+		l.drained = make(chan struct{})
+	}
+	ch := l.drained
+	l.mu.Unlock()
+	t := time.NewTimer(maxBacklogWait)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	case <-quit:
+		return false
+	}
+	return true
 }
 
 // Done is closed when the connection is finished: the close was written or the Link aborted,
@@ -262,6 +344,7 @@ func (l *Link) run() {
 			break
 		}
 		batch, l.queue = l.queue, batch[:0]
+		l.updateBacklog()
 		l.mu.Unlock()
 
 		ok := true
@@ -336,10 +419,42 @@ func (l *Link) write(b []byte) bool {
 	if l.writeTimout > 0 {
 		_ = l.conn.SetWriteDeadline(time.Now().Add(l.writeTimout))
 	}
+	l.writeSince.Store(time.Now().UnixNano())
 	n, err := l.conn.Write(b)
+	l.writeSince.Store(0)
 	l.stats.BytesOut.Add(uint64(n))
 	l.BytesOut.Add(uint64(n))
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		l.mu.Lock()
+		if l.slow == "" {
+			l.slow = "it took no data for connections.write_timeout"
+			l.stats.SlowConsumersClosed.Add(1)
+		}
+		l.mu.Unlock()
+	}
 	return err == nil
+}
+
+// stuck reports whether the writer has been inside one socket write for a second, or for the
+// write timeout if that is shorter: a descheduled writer or a socket whose buffers are still
+// growing does not last that long.
+func (l *Link) stuck() bool {
+	since := l.writeSince.Load()
+	if since == 0 {
+		return false
+	}
+	grace := time.Second
+	if l.writeTimout > 0 {
+		grace = min(grace, l.writeTimout)
+	}
+	return time.Since(time.Unix(0, since)) >= grace
+}
+
+// SlowConsumer says why the connection was closed as a slow consumer, "" if it was not.
+func (l *Link) SlowConsumer() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.slow
 }
 
 // encode appends one queued item. Failures to encode are the broker's own bugs or a packet

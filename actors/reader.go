@@ -61,7 +61,7 @@ func (r *reader) send(msg any) { r.env.System.Root.Send(r.self, msg) }
 func (r *reader) run() {
 	cfg := &r.env.Cfg
 	r.src.timeout = cfg.Limits.ConnectTimeout.Std() // CONNECT must come in time
-	pkt, err := r.dec.ReadPacket()
+	pkt, err := r.read()
 	if err != nil {
 		r.send(&readerEnded{err: err})
 		return
@@ -83,7 +83,7 @@ wait:
 			break wait
 		case <-r.more:
 			// Enhanced authentication: the client's AUTH, then the actor decides again.
-			pkt, err := r.dec.ReadPacket()
+			pkt, err := r.read()
 			if err != nil {
 				r.send(&readerEnded{err: err})
 				return
@@ -108,7 +108,11 @@ wait:
 	r.src.timeout = st.keepAlive * 3 / 2
 
 	for {
-		pkt, err := r.dec.ReadPacket()
+		// While the client's answers back up, read nothing more from it: TCP holds it back.
+		if !r.link.waitBacklog(r.quit) {
+			return
+		}
+		pkt, err := r.read()
 		if err != nil {
 			r.send(&readerEnded{err: err})
 			return
@@ -126,13 +130,31 @@ wait:
 		case *codec.Connect:
 			r.send(&violation{code: codec.ProtocolError, msg: "a second CONNECT"}) // [MQTT-3.1.0-2]
 			return
+		case *codec.Subscribe, *codec.Unsubscribe:
+			r.link.owe() // its SUBACK or UNSUBACK: the reader waits when too many are owed
+			r.send(pkt)
 		case *codec.Disconnect:
 			r.send(p)
 			return // nothing may follow a DISCONNECT [MQTT-3.14.4-1]
+		case *codec.Connack, *codec.Suback, *codec.Unsuback, *codec.Pingresp:
+			// Only a server sends these: from a client they are "an unexpected packet", a
+			// Protocol Error (5.0 §2.4, 0x82) that closes the connection (3.1.1 [MQTT-4.8.0-1]).
+			r.send(&violation{code: codec.ProtocolError, msg: pkt.Type().String() + " is sent by servers, not clients"})
+			return
 		default:
 			r.send(pkt)
 		}
 	}
+}
+
+// read decodes the next packet and counts it, which lets the next socket read renew the
+// read deadline (deadlineConn).
+func (r *reader) read() (codec.Packet, error) {
+	pkt, err := r.dec.ReadPacket()
+	if err == nil {
+		r.src.packets++
+	}
+	return pkt, err
 }
 
 // publish checks an inbound PUBLISH and routes it. A non-nil result ends the connection.
@@ -240,20 +262,28 @@ func (r *reader) resolveAlias(p *codec.Publish) *violation {
 	return nil
 }
 
-// deadlineConn sets the read deadline before each read from the socket, so the keep-alive
-// and connect timeouts cost nothing per packet: bufio calls Read only when its buffer is empty.
+// deadlineConn sets the read deadline when the socket is read, so the keep-alive and connect
+// timeouts cost nothing per packet: bufio calls Read only when its buffer is empty. The
+// deadline runs from the first read after a complete packet: bytes that do not complete one do
+// not renew it, so a client trickling a packet byte by byte is closed all the same. The CONNECT
+// must be complete within the connect timeout, and every later packet within one and a half
+// times the keep alive of the one before (3.1.1 [MQTT-3.1.2-24], 5.0 [MQTT-3.1.2-22]).
 type deadlineConn struct {
 	net.Conn
 	timeout  time.Duration
-	deadline bool // a deadline is set on the socket
+	deadline bool   // a deadline is set on the socket
+	packets  uint64 // complete packets read (the reader counts them)
+	renewed  uint64 // packets when the deadline was set
 	stats    *Stats
 	link     *Link // per-client byte count, for the console
 }
 
 func (d *deadlineConn) Read(b []byte) (int, error) {
 	if d.timeout > 0 {
-		_ = d.Conn.SetReadDeadline(time.Now().Add(d.timeout))
-		d.deadline = true
+		if !d.deadline || d.packets != d.renewed {
+			_ = d.Conn.SetReadDeadline(time.Now().Add(d.timeout))
+			d.deadline, d.renewed = true, d.packets
+		}
 	} else if d.deadline {
 		_ = d.Conn.SetReadDeadline(time.Time{})
 		d.deadline = false

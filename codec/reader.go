@@ -64,13 +64,10 @@ func (r *Reader) ReadPacket() (Packet, error) {
 	var body []byte
 	if rem <= len(r.small) && bodyNotKept(t) {
 		body = r.small[:rem]
-	} else {
-		body = make([]byte, rem)
-	}
-	if _, err := io.ReadFull(r.br, body); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+		if _, err := io.ReadFull(r.br, body); err != nil {
+			return nil, unexpectedEOF(err)
 		}
+	} else if body, err = r.readBody(rem); err != nil {
 		return nil, err
 	}
 	if t == TypeConnect {
@@ -84,6 +81,42 @@ func (r *Reader) ReadPacket() (Packet, error) {
 		return c, nil
 	}
 	return decodeBody(t, b0&0x0F, body, r.version)
+}
+
+// bodyChunk is what a body gets before its bytes arrive; see readBody. Bodies up to it (most
+// MQTT messages) are allocated once, as before; a peer claiming a larger one holds at most
+// this much until it sends more.
+const bodyChunk = 16 << 10
+
+// readBody reads a body of n bytes. It allocates for the bytes that have arrived, not for
+// the length the peer announced: the buffer starts at what is buffered (at least bodyChunk)
+// and doubles as the bytes come, so a peer that claims a large packet and sends little of it
+// holds at most twice what it sent plus bodyChunk. The last growth is to exactly n, so a kept
+// body (a payload) wastes no capacity.
+func (r *Reader) readBody(n int) ([]byte, error) {
+	body := make([]byte, min(n, max(bodyChunk, r.br.Buffered())))
+	got := 0
+	for {
+		m, err := io.ReadFull(r.br, body[got:])
+		got += m
+		if err != nil {
+			return nil, unexpectedEOF(err)
+		}
+		if got == n {
+			return body, nil
+		}
+		grown := make([]byte, min(n, 2*len(body)))
+		copy(grown, body)
+		body = grown
+	}
+}
+
+// unexpectedEOF: the stream ended inside a packet.
+func unexpectedEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // bodyNotKept reports whether a packet of type t of at most len(small)

@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/actormq/actormq/codec"
 	"github.com/actormq/actormq/config"
@@ -48,6 +50,20 @@ func Config(t testing.TB) config.Config {
 // gone), then stops it.
 func Start(t testing.TB, mutate ...func(*config.Config)) *Broker {
 	t.Helper()
+	return start(t, nil, mutate)
+}
+
+// StartObserved is Start with every log line of the broker at INFO and above also kept in
+// memory, for tests that assert what the broker logs (the test's output still shows WARN and
+// above only).
+func StartObserved(t testing.TB, mutate ...func(*config.Config)) (*Broker, *observer.ObservedLogs) {
+	t.Helper()
+	core, logs := observer.New(zap.InfoLevel)
+	return start(t, core, mutate), logs
+}
+
+func start(t testing.TB, extra zapcore.Core, mutate []func(*config.Config)) *Broker {
+	t.Helper()
 	cfg := Config(t)
 	for _, m := range mutate {
 		m(&cfg)
@@ -58,6 +74,9 @@ func Start(t testing.TB, mutate ...func(*config.Config)) *Broker {
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	if os.Getenv("ACTORMQ_TEST_LOG") != "" {
 		log = zaptest.NewLogger(t, zaptest.Level(zap.DebugLevel))
+	}
+	if extra != nil {
+		log = log.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return zapcore.NewTee(c, extra) }))
 	}
 	goroutinesBefore := runtime.NumGoroutine()
 	b, err := supervisor.Start(cfg, log)
