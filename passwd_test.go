@@ -60,6 +60,7 @@ func TestPasswdSubcommandRoundTrip(t *testing.T) {
 	cfg.Listeners = cfg.Listeners[:1]
 	cfg.Listeners[0].Address = "127.0.0.1:0"
 	cfg.Console.Listen = ""
+	cfg.Store.DataDir = t.TempDir() // not the default data/ beside the test
 	cfg.Auth.AllowAnonymous = false
 	cfg.Auth.PasswordFile = file
 	b, err := supervisor.Start(cfg, zap.NewNop())

@@ -87,6 +87,7 @@ func TestIdleConnectionHasOneGoroutine(t *testing.T) {
 		cfg.Listeners[i].Address = "127.0.0.1:0"
 	}
 	cfg.Console.Listen = ""
+	cfg.Store.DataDir = t.TempDir() // not the default data/ beside the test
 	b, err := supervisor.Start(cfg, zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)))
 	if err != nil {
 		t.Fatalf("start broker: %v", err)

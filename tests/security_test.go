@@ -517,6 +517,7 @@ func TestSecurityTLSMissingCertificate(t *testing.T) {
 		cfg.Listeners[i].Address = "127.0.0.1:0"
 	}
 	cfg.Console.Listen = ""
+	cfg.Store.DataDir = t.TempDir() // not the default data/ beside the test
 	missing := filepath.Join(t.TempDir(), "nope.crt")
 	cfg.Listeners = append(cfg.Listeners, config.Listener{Name: "mqtts", Kind: "tls", Address: "127.0.0.1:0",
 		Protocol: "3.1.1", TLSCert: missing, TLSKey: missing, TLSClientAuth: "none"})

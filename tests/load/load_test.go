@@ -25,6 +25,7 @@ func startBroker(t testing.TB) (tcp311, tcp5, ws string) {
 		cfg.Listeners[i].Address = "127.0.0.1:0"
 	}
 	cfg.Console.Listen = ""
+	cfg.Store.DataDir = t.TempDir() // not the default data/ beside the test
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("config: %v", err)
 	}
