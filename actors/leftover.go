@@ -38,6 +38,9 @@ type mailboxGuard struct {
 	heir    *actor.PID    // the successor has taken the leftovers: later ones go to it
 	left    []any         // leftovers, in order, waiting for the successor
 	drained chan struct{} // closed when the stopped mailbox has handed out everything
+	// unclaimed retires the guard if no successor comes; stopped once one does, or it retires
+	// (a pending timer would keep the whole broker reachable).
+	unclaimed *time.Timer
 }
 
 func newMailboxGuard(env *Env) *mailboxGuard {
@@ -167,6 +170,9 @@ func (g *mailboxGuard) started(self *actor.PID) []any {
 	defer old.mu.Unlock()
 	left := old.left
 	old.left, old.heir = nil, self
+	if old.unclaimed != nil {
+		old.unclaimed.Stop()
+	}
 	return left
 }
 
@@ -181,7 +187,7 @@ func (g *mailboxGuard) stop() {
 	}
 	// A successor comes within milliseconds when one comes at all (its supervisor starts it on
 	// the stop); should none come, what was left is not held forever.
-	time.AfterFunc(unclaimedAfter, func() {
+	t := time.AfterFunc(unclaimedAfter, func() {
 		g.mu.Lock()
 		unclaimed := g.heir == nil && !g.retired
 		g.mu.Unlock()
@@ -189,6 +195,9 @@ func (g *mailboxGuard) stop() {
 			g.retire()
 		}
 	})
+	g.mu.Lock()
+	g.unclaimed = t
+	g.mu.Unlock()
 }
 
 // unclaimedAfter is how long a stopped actor's leftovers wait for a successor.
@@ -200,6 +209,9 @@ func (g *mailboxGuard) retire() {
 	g.retired = true
 	left := g.left
 	g.left = nil
+	if g.unclaimed != nil {
+		g.unclaimed.Stop()
+	}
 	g.mu.Unlock()
 	if g.pid != nil {
 		g.env.guards.CompareAndDelete(g.pid.Id, g)

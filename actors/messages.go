@@ -105,8 +105,12 @@ type Deliver struct {
 	seq uint64 // the session's record of the message; 0 while it has none
 }
 
-// deliverBatch carries the retained messages a new subscription gets from one shard.
-type deliverBatch struct{ msgs []Deliver }
+// subscribed: a shard has taken in a subscription change the session asked it to answer
+// (req), with the retained messages a new subscription gets from it.
+type subscribed struct {
+	req  uint64
+	msgs []Deliver
+}
 
 // clientPacket: a packet from the client that the session handles (SUBSCRIBE, UNSUBSCRIBE,
 // PUBACK, PUBREC, PUBREL, PUBCOMP), tagged with the attach generation it belongs to.
@@ -133,6 +137,7 @@ type timersDue struct{}
 type restored struct{ pids []*actor.PID }
 type willTimer struct{ gen uint64 }
 type retryTick struct{}
+type stallCheck struct{}
 
 // sessionRef is how shards address a session: its PID (a session started again after a
 // failure gets the same one), its client id, and whether it keeps its messages in the store,
@@ -153,9 +158,11 @@ type inboundFailed struct{ id uint16 }
 // route is one inbound publish to route.
 //
 // It holds one of its publisher's credits until every session it was delivered to has taken
-// it into its window or queue: refs counts the shard's share plus one per delivery. This is
-// the backpressure from subscribers to publishers: a session whose queue is full keeps the
-// delivery (and the credit) until it has room, so its publishers' readers stop reading.
+// it into its window or queue, and the publisher has been answered: refs counts the shard's
+// share, the answer's, and one per delivery. This is the backpressure from subscribers (and
+// the store) to publishers: a session whose queue is full keeps the delivery (and the credit)
+// until it has room, and a publish waiting to be durable keeps it until it is, so its
+// publishers' readers stop reading.
 //
 // QoS 1 and 2 are acknowledged (PUBACK, PUBREC) once the route is routed and everything it
 // must be is durable: acks counts the shard's share plus one per write the acknowledgement
@@ -178,7 +185,7 @@ type route struct {
 
 func newRoute(env *Env, pub *codec.Publish, from string, link *Link, received time.Time) *route {
 	r := &route{env: env, pub: pub, from: from, link: link, received: received}
-	r.refs.Store(1)
+	r.refs.Store(2) // the shard's share, and the answer's
 	r.acks.Store(1)
 	return r
 }
@@ -200,11 +207,26 @@ func (r *route) holdAck() { r.acks.Add(1) }
 // fail marks the route failed: its answer says so.
 func (r *route) fail() { r.failed.Store(true) }
 
-// ackDone gives up an acknowledgement share; the last one answers the publisher.
+// ackDone gives up an acknowledgement share; the last one answers the publisher and gives up
+// the answer's share of the credit.
 func (r *route) ackDone() {
-	if r.acks.Add(-1) != 0 || r.link == nil || r.pub.QoS == 0 {
+	if r.acks.Add(-1) != 0 {
 		return
 	}
+	if r.link != nil && r.pub.QoS > 0 {
+		r.answer()
+	}
+	r.release()
+}
+
+// settle ends a route that was answered without being routed (a QoS 2 retransmission): both
+// shares go.
+func (r *route) settle() {
+	r.release()
+	r.release()
+}
+
+func (r *route) answer() {
 	l, pub := r.link, r.pub
 	typ := codec.TypePuback
 	if pub.QoS == 2 {
@@ -240,7 +262,8 @@ func (r *route) abandon() {
 	r.release()
 }
 
-// shardSubscribe registers (or replaces) one subscription of a session in a shard.
+// shardSubscribe registers (or replaces) one subscription of a session in a shard. With req
+// set the shard answers the session with subscribed.
 type shardSubscribe struct {
 	ref          *sessionRef
 	filter       string // without the $share/group/ prefix
@@ -248,11 +271,15 @@ type shardSubscribe struct {
 	opts         codec.Subscription
 	subID        uint32
 	sendRetained bool
+	req          uint64
 }
 
-// shardUnsubscribe removes one subscription of a session from a shard.
+// shardUnsubscribe removes one subscription of a session from a shard. With req set the shard
+// answers reply with subscribed.
 type shardUnsubscribe struct {
 	clientID string
 	filter   string
 	group    string
+	req      uint64
+	reply    *actor.PID
 }

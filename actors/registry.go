@@ -25,8 +25,9 @@ import (
 type Registry struct {
 	env      *Env
 	sessions map[string]*regEntry
-	stopping bool   // the broker is shutting down, or the registry restarting: no healing
-	seq      uint64 // for the names of sessions whose id's name is still taken
+	stopping bool           // the broker is shutting down, or the registry restarting: no healing
+	seq      uint64         // for the names of sessions whose id's name is still taken
+	ending   map[string]int // sessions stopped by the registry, by name, whose Terminated is due
 }
 
 type regEntry struct {
@@ -44,7 +45,7 @@ type Ready struct{}
 // NewRegistry returns the producer of the registry actor.
 func NewRegistry(env *Env) actor.Producer {
 	return func() actor.Actor {
-		return &Registry{env: env, sessions: make(map[string]*regEntry)}
+		return &Registry{env: env, sessions: make(map[string]*regEntry), ending: make(map[string]int)}
 	}
 }
 
@@ -79,6 +80,7 @@ func (r *Registry) Receive(ctx actor.Context) {
 		if e != nil && e.pid.Equal(m.pid) && e.gen == m.gen {
 			delete(r.sessions, m.clientID)
 			r.env.Stats.Sessions.Add(-1)
+			r.ending[m.pid.Id]++
 			ctx.Stop(m.pid)
 		}
 	case *actor.Restarting, *actor.Stopping:
@@ -210,6 +212,16 @@ func (r *Registry) attach(ctx actor.Context, m *attachRequest) {
 // is given up (an ERROR line, and its records deleted) rather than failing forever. One with
 // nothing stored is forgotten: its client starts afresh on its next connect.
 func (r *Registry) terminated(ctx actor.Context, who *actor.PID) {
+	if n := r.ending[who.Id]; n > 0 {
+		// One the registry ended. Its name may already serve a new session of the same id
+		// (PIDs are names): this Terminated is not that one's.
+		if n == 1 {
+			delete(r.ending, who.Id)
+		} else {
+			r.ending[who.Id] = n - 1
+		}
+		return
+	}
 	if r.stopping {
 		return
 	}

@@ -36,6 +36,9 @@ type ShardState struct {
 	// subscriptions match [MQTT-3.3.4-2].
 	merge map[*sessionRef]*Deliver
 	batch store.Batch // reused for each retained change
+
+	refused       int       // retained messages kept out by the limit since refusedLogged
+	refusedLogged time.Time // when that was last logged
 }
 
 type subEntry struct {
@@ -96,7 +99,7 @@ func (s *Shard) handle(ctx actor.Context, msg any) {
 	case *shardSubscribe:
 		s.subscribe(ctx, m)
 	case *shardUnsubscribe:
-		s.unsubscribe(m)
+		s.unsubscribe(ctx, m)
 	case *actor.Stopped:
 		s.guard.stop()
 		if s.env.Stopping.Load() {
@@ -199,15 +202,16 @@ func (s *Shard) retain(m *route) {
 		}
 		return
 	}
-	if _, exists := s.retained.Get(topic); !exists &&
-		s.env.Stats.Retained.Load() >= int64(s.env.Cfg.Retained.MaxMessages) {
-		s.env.Log.Debug("retained message not stored: retained.max_messages reached",
-			zap.String("topic", topic))
-		return
+	if _, exists := s.retained.Get(topic); !exists {
+		// A place is taken before the message is stored: shards share the limit, so a check
+		// then an add would let them pass it together.
+		if s.env.Stats.Retained.Add(1) > int64(s.env.Cfg.Retained.MaxMessages) {
+			s.env.Stats.Retained.Add(-1)
+			s.refusedRetained(topic)
+			return
+		}
 	}
-	if !s.retained.Set(topic, &retainedMsg{pub: m.pub, received: m.received}) {
-		s.env.Stats.Retained.Add(1)
-	}
+	s.retained.Set(topic, &retainedMsg{pub: m.pub, received: m.received})
 	s.batch.PutRetained(topic, &store.MessageRecord{Pub: m.pub, QoS: m.pub.QoS, Retain: true, Received: m.received})
 	s.commit(m)
 }
@@ -232,6 +236,17 @@ func (s *Shard) commit(m *route) {
 	s.batch.Reset()
 }
 
+// refusedRetained logs a retained message the limit kept out: at WARN, at most every ten
+// seconds per shard with the count since, so that a flood does not flood the log too.
+func (s *Shard) refusedRetained(topic string) {
+	s.refused++
+	if now := time.Now(); now.Sub(s.refusedLogged) >= 10*time.Second {
+		s.env.Log.Warn("retained messages not stored: retained.max_messages reached",
+			zap.String("topic", topic), zap.Int("refused", s.refused), zap.Int("max", s.env.Cfg.Retained.MaxMessages), zap.Int("shard", s.index))
+		s.refused, s.refusedLogged = 0, now
+	}
+}
+
 func isSys(topic string) bool { return topic == "$SYS" || strings.HasPrefix(topic, "$SYS/") }
 
 func (s *Shard) subscribe(ctx actor.Context, m *shardSubscribe) {
@@ -240,26 +255,24 @@ func (s *Shard) subscribe(ctx actor.Context, m *shardSubscribe) {
 			zap.Uint8("qos", m.opts.QoS), zap.Int("shard", s.index))
 	}
 	entry := &subEntry{ref: m.ref, opts: m.opts, subID: m.subID}
-	if m.group != "" {
-		s.joinGroup(m, entry)
-		return // shared subscriptions get no retained messages [MQTT-3.8.4-?; 4.8.2]
-	}
-	s.subs.Add(m.filter, m.ref.clientID, entry)
-	if !m.sendRetained {
-		return
-	}
 	var batch []Deliver
-	now := time.Now()
-	s.retained.Match(m.filter, func(_ string, r *retainedMsg) bool {
-		if expired(r.pub, r.received, now) {
-			return true
+	if m.group != "" {
+		s.joinGroup(m, entry) // shared subscriptions get no retained messages [MQTT-4.8.2-?]
+	} else {
+		s.subs.Add(m.filter, m.ref.clientID, entry)
+		if m.sendRetained {
+			now := time.Now()
+			s.retained.Match(m.filter, func(_ string, r *retainedMsg) bool {
+				if !expired(r.pub, r.received, now) {
+					batch = append(batch, Deliver{Pub: r.pub, QoS: min(r.pub.QoS, m.opts.QoS), Retain: true,
+						SubIDs: subIDs(m.subID), Received: r.received})
+				}
+				return true
+			})
 		}
-		batch = append(batch, Deliver{Pub: r.pub, QoS: min(r.pub.QoS, m.opts.QoS), Retain: true,
-			SubIDs: subIDs(m.subID), Received: r.received})
-		return true
-	})
-	if len(batch) > 0 {
-		ctx.Send(m.ref.pid, &deliverBatch{msgs: batch})
+	}
+	if m.req != 0 {
+		ctx.Send(m.ref.pid, &subscribed{req: m.req, msgs: batch})
 	}
 }
 
@@ -280,7 +293,10 @@ func (s *Shard) joinGroup(m *shardSubscribe, entry *subEntry) {
 	g.members = append(g.members, entry)
 }
 
-func (s *Shard) unsubscribe(m *shardUnsubscribe) {
+func (s *Shard) unsubscribe(ctx actor.Context, m *shardUnsubscribe) {
+	if m.req != 0 {
+		defer ctx.Send(m.reply, &subscribed{req: m.req})
+	}
 	if m.group == "" {
 		s.subs.Remove(m.filter, m.clientID)
 		return

@@ -55,9 +55,15 @@ type sessionState struct {
 	order    []*outMsg // inflight in send order, for redelivery in order [MQTT-4.6.0-1]
 	queue    deliveryQueue
 	parked   []Deliver // QoS 1/2 arrived while the queue was full: they hold their publishers' credits
-	backlog  []Deliver // retained messages of new subscriptions, sent as the window allows
-	nextID   uint16
-	inbound2 map[uint16]struct{} // QoS 2 ids received and not yet released [MQTT-4.3.3-10]
+	progress time.Time // when the client last completed a message (session_flow.go, watchStall)
+	stalled  bool      // it completed none for too long: nothing is parked for it
+	// stallCheck: a stallCheck message is on its way
+	stallCheck bool
+	backlog    []Deliver // retained messages of new subscriptions, sent as the window allows
+	answers    []*answer // SUBACKs and UNSUBACKs waiting for the shards, in order (session_flow.go)
+	reqs       uint64    // the last answer's request number
+	nextID     uint16
+	inbound2   map[uint16]struct{} // QoS 2 ids received and not yet released [MQTT-4.3.3-10]
 
 	// The store (session_store.go).
 	stored   bool        // this session's state is in the store
@@ -123,9 +129,8 @@ func (s *Session) handle(ctx actor.Context, msg any) {
 	case *Deliver:
 		s.take(ctx, *m)
 		s.pump(ctx)
-	case *deliverBatch:
-		st.backlog = append(st.backlog, m.msgs...)
-		s.pump(ctx)
+	case *subscribed:
+		s.subscribed(ctx, m)
 	case *inboundQoS2:
 		s.inboundQoS2(ctx, m)
 	case *inboundFailed:
@@ -141,6 +146,8 @@ func (s *Session) handle(ctx actor.Context, msg any) {
 	case *retryTick:
 		st.retryPending = false
 		s.pump(ctx)
+	case *stallCheck:
+		s.checkStall(ctx)
 	case *willTimer:
 		if m.gen == st.gen && st.link == nil {
 			s.publishWill(ctx)

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/zap"
 
 	"github.com/actormq/actormq/codec"
 	"github.com/actormq/actormq/topics"
@@ -40,7 +41,10 @@ func (s *Session) enqueue(ctx actor.Context, d Deliver) {
 	switch {
 	case st.link == nil && d.QoS == 0:
 		// not kept for a disconnected client
-	case st.link != nil && d.QoS > 0 && (st.queue.full() || len(st.parked) > 0):
+	case st.link != nil && d.QoS > 0 && !st.stalled && (st.queue.full() || len(st.parked) > 0):
+		if len(st.parked) == 0 {
+			s.watchStall(ctx)
+		}
 		st.parked = append(st.parked, d)
 		return
 	case st.link != nil && d.QoS == 0 && st.queue.len() == 0 && len(st.backlog) == 0:
@@ -77,6 +81,40 @@ func (s *Session) unpark(force bool) {
 	if len(st.parked) == 0 {
 		st.parked = nil
 	}
+}
+
+// watchStall bounds how long parked messages may hold their publishers' credits: a
+// subscriber that completes no message for connections.write_timeout while messages wait for
+// it is stalled, like one that does not read. Its parked messages then go to its queue under
+// its limit and drop policy, and nothing more is parked for it until it completes a message
+// again, so that one subscriber that reads but never acknowledges cannot hold its publishers
+// (and every other subscriber of theirs) for as long as it stays connected.
+func (s *Session) watchStall(ctx actor.Context) {
+	st := s.st
+	if st.stallCheck {
+		return
+	}
+	st.stallCheck = true
+	if st.progress.IsZero() {
+		st.progress = time.Now()
+	}
+	s.after(ctx, max(s.env.Cfg.Connections.WriteTimeout.Std()-time.Since(st.progress), time.Millisecond), &stallCheck{})
+}
+
+func (s *Session) checkStall(ctx actor.Context) {
+	st := s.st
+	st.stallCheck = false
+	if len(st.parked) == 0 || st.link == nil {
+		return
+	}
+	if time.Since(st.progress) < s.env.Cfg.Connections.WriteTimeout.Std() {
+		s.watchStall(ctx) // it completed a message meanwhile: wait on
+		return
+	}
+	s.env.Log.Warn("subscriber completes no message; what waits for it no longer holds its publishers (the queue's limit and drop policy apply)",
+		zap.String("client", st.clientID), zap.Int("waiting", len(st.parked)), zap.Int("inflight", len(st.inflight)))
+	st.stalled = true
+	s.unpark(true)
 }
 
 func (s *Session) window() int {
@@ -185,6 +223,8 @@ func (s *Session) nextPacketID() uint16 {
 // complete removes a finished outbound message and lets the next one go.
 func (s *Session) complete(ctx actor.Context, o *outMsg) {
 	st := s.st
+	st.progress = time.Now()
+	st.stalled = false
 	o.done = true
 	delete(st.inflight, o.id)
 	s.forgetMessage(o.d.seq)
@@ -250,7 +290,7 @@ func (s *Session) inboundQoS2(ctx actor.Context, m *inboundQoS2) {
 		// A retransmission of a message already routed: acknowledge, do not route again.
 		_ = r.link.sendAck(codec.TypePubrec, r.pub.PacketID, codec.Success)
 		decUnacked(r.link)
-		r.release()
+		r.settle()
 		return
 	}
 	st.inbound2[r.pub.PacketID] = struct{}{}
@@ -279,15 +319,100 @@ func (s *Session) subscribe(ctx actor.Context, p *codec.Subscribe) {
 		subID = ids[0]
 	}
 	codes := make([]codec.ReasonCode, len(p.Subscriptions))
+	full := 0 // refused for the limit
+	a := s.newAnswer()
 	for i, sub := range p.Subscriptions {
-		codes[i] = s.addSubscription(ctx, sub, subID, v5)
+		var atLimit bool
+		codes[i], atLimit = s.addSubscription(ctx, sub, subID, v5, a)
+		if atLimit {
+			full++
+		}
+	}
+	if full > 0 {
+		s.env.Log.Warn("subscriptions refused: limits.max_subscriptions_per_client reached",
+			zap.String("client", st.clientID), zap.Int("refused", full), zap.Int("max", s.env.Cfg.Limits.MaxSubscriptionsPerClient))
 	}
 	st.dirty = true
 	s.reportSubs()
-	_ = st.link.Send(&codec.Suback{PacketID: p.PacketID, ReasonCodes: codes})
+	a.pkt = &codec.Suback{PacketID: p.PacketID, ReasonCodes: codes}
+	s.answerReady(ctx)
 }
 
-func (s *Session) addSubscription(ctx actor.Context, sub codec.Subscription, subID uint32, v5 bool) codec.ReasonCode {
+// answer is a SUBACK or UNSUBACK that waits until every shard the packet's changes went to has
+// taken them in. Its client then cannot run ahead of the shards: SUBSCRIBE floods are paced
+// by the reader, which stops reading while too many answers are owed, and each SUBACK comes
+// before the retained messages of its subscriptions.
+type answer struct {
+	req     uint64
+	gen     uint64 // the connection it is for
+	waiting int    // shards yet to answer
+	pkt     codec.Packet
+	backlog []Deliver // retained messages the shards sent for it
+}
+
+// newAnswer starts the answer of one SUBSCRIBE or UNSUBSCRIBE.
+func (s *Session) newAnswer() *answer {
+	st := s.st
+	st.reqs++
+	a := &answer{req: st.reqs, gen: st.gen}
+	st.answers = append(st.answers, a)
+	return a
+}
+
+// subscribed: a shard took in a change; the answers whose shards have all done so go out, in
+// order, each followed by its retained messages.
+func (s *Session) subscribed(ctx actor.Context, m *subscribed) {
+	st := s.st
+	for _, a := range st.answers {
+		if a.req == m.req {
+			a.waiting--
+			a.backlog = append(a.backlog, m.msgs...)
+			break
+		}
+	}
+	s.answerReady(ctx)
+}
+
+func (s *Session) answerReady(ctx actor.Context) {
+	st := s.st
+	for len(st.answers) > 0 && st.answers[0].waiting == 0 && st.answers[0].pkt != nil {
+		a := st.answers[0]
+		st.answers[0] = nil
+		st.answers = st.answers[1:]
+		if a.gen != st.gen {
+			continue // for a connection that is gone (and a session it may have reset)
+		}
+		if st.link != nil {
+			_ = st.link.Send(a.pkt)
+		}
+		s.takeRetained(a.backlog)
+	}
+	if len(st.answers) == 0 {
+		st.answers = nil
+	}
+	s.pump(ctx)
+}
+
+// takeRetained adds the retained messages of new subscriptions to the backlog, which holds at
+// most retained.max_messages: more than every retained message there can be is a client
+// subscribing over and over, and the surplus is dropped (and counted).
+func (s *Session) takeRetained(msgs []Deliver) {
+	st := s.st
+	room := s.env.Cfg.Retained.MaxMessages - len(st.backlog)
+	if len(msgs) > room {
+		dropped := len(msgs) - max(room, 0)
+		s.env.Stats.DroppedQueue.Add(uint64(dropped))
+		for range dropped {
+			s.countDrop()
+		}
+		msgs = msgs[:max(room, 0)]
+	}
+	st.backlog = append(st.backlog, msgs...)
+}
+
+// addSubscription adds one subscription, or says why not; atLimit reports a refusal for
+// limits.max_subscriptions_per_client.
+func (s *Session) addSubscription(ctx actor.Context, sub codec.Subscription, subID uint32, v5 bool, a *answer) (code codec.ReasonCode, atLimit bool) {
 	st := s.st
 	cfg := &s.env.Cfg
 	fail := func(code codec.ReasonCode) codec.ReasonCode {
@@ -297,24 +422,24 @@ func (s *Session) addSubscription(ctx actor.Context, sub codec.Subscription, sub
 		return code
 	}
 	if err := topics.ValidateFilter(sub.Filter, cfg.Limits.MaxTopicLength, cfg.Limits.MaxTopicLevels); err != nil {
-		return fail(codec.TopicFilterInvalid)
+		return fail(codec.TopicFilterInvalid), false
 	}
 	group, inner, shared, _ := topics.ParseShared(sub.Filter)
 	if !shared {
 		inner = sub.Filter
 	}
 	if shared && !cfg.MQTT.SharedSubscriptions {
-		return fail(codec.SharedSubscriptionsNotSupported)
+		return fail(codec.SharedSubscriptionsNotSupported), false
 	}
 	if hasWildcard(inner) && !cfg.MQTT.WildcardSubscriptions {
-		return fail(codec.WildcardSubscriptionsNotSupported)
+		return fail(codec.WildcardSubscriptionsNotSupported), false
 	}
 	if a := s.env.Auth; a != nil && a.HasACL() && !a.CanSubscribe(st.user, st.clientID, inner) {
-		return fail(codec.NotAuthorized) // 3.1.1: 0x80
+		return fail(codec.NotAuthorized), false // 3.1.1: 0x80
 	}
 	existing := st.subs[sub.Filter]
 	if existing == nil && len(st.subs) >= cfg.Limits.MaxSubscriptionsPerClient {
-		return fail(codec.QuotaExceeded)
+		return fail(codec.QuotaExceeded), true
 	}
 	granted := min(sub.QoS, byte(cfg.MQTT.MaxQoS))
 	opts := sub
@@ -322,24 +447,31 @@ func (s *Session) addSubscription(ctx actor.Context, sub codec.Subscription, sub
 	// Retained messages: Retain Handling 0 always, 1 only for a new subscription, 2 never
 	// [MQTT-3.3.1-9, -10, -11]; never for a shared subscription.
 	sendRetained := !shared && (sub.RetainHandling == 0 || (sub.RetainHandling == 1 && existing == nil))
-	s.addSub(ctx, &subscription{opts: opts, filter: inner, group: group, subID: subID}, sendRetained)
-	return codec.ReasonCode(granted) // Granted QoS 0/1/2 [MQTT-3.9.3-1]
+	s.addSub(ctx, &subscription{opts: opts, filter: inner, group: group, subID: subID}, sendRetained, a)
+	return codec.ReasonCode(granted), false // Granted QoS 0/1/2 [MQTT-3.9.3-1]
 }
 
-// addSub records a subscription and registers it with the shards that need it.
-func (s *Session) addSub(ctx actor.Context, sub *subscription, sendRetained bool) {
+// addSub records a subscription and registers it with the shards that need it; a, if not nil,
+// is the answer that waits for them.
+func (s *Session) addSub(ctx actor.Context, sub *subscription, sendRetained bool, a *answer) {
 	st := s.st
 	if st.subs[sub.opts.Filter] == nil {
 		s.env.Stats.Subscriptions.Add(1)
 	}
 	st.subs[sub.opts.Filter] = sub
-	s.toShards(ctx, sub.filter, &shardSubscribe{ref: st.ref, filter: sub.filter, group: sub.group,
-		opts: sub.opts, subID: sub.subID, sendRetained: sendRetained})
+	m := &shardSubscribe{ref: st.ref, filter: sub.filter, group: sub.group, opts: sub.opts, subID: sub.subID, sendRetained: sendRetained}
+	if a != nil {
+		m.req = a.req
+		a.waiting += s.toShards(ctx, sub.filter, m)
+		return
+	}
+	s.toShards(ctx, sub.filter, m)
 }
 
 func (s *Session) unsubscribe(ctx actor.Context, p *codec.Unsubscribe) {
 	st := s.st
 	codes := make([]codec.ReasonCode, len(p.Filters))
+	a := s.newAnswer()
 	for i, f := range p.Filters {
 		sub := st.subs[f]
 		if sub == nil {
@@ -348,20 +480,24 @@ func (s *Session) unsubscribe(ctx actor.Context, p *codec.Unsubscribe) {
 		}
 		delete(st.subs, f)
 		s.env.Stats.Subscriptions.Add(-1)
-		s.unregister(ctx, sub)
+		a.waiting += s.toShards(ctx, sub.filter, &shardUnsubscribe{clientID: st.clientID, filter: sub.filter,
+			group: sub.group, req: a.req, reply: ctx.Self()})
 	}
 	st.dirty = true
 	s.reportSubs()
-	_ = st.link.Send(&codec.Unsuback{PacketID: p.PacketID, ReasonCodes: codes})
+	a.pkt = &codec.Unsuback{PacketID: p.PacketID, ReasonCodes: codes}
+	s.answerReady(ctx)
 }
 
 func (s *Session) unregister(ctx actor.Context, sub *subscription) {
 	s.toShards(ctx, sub.filter, &shardUnsubscribe{clientID: s.st.clientID, filter: sub.filter, group: sub.group})
 }
 
-// toShards sends a subscription change to the shards that hold the filter.
-func (s *Session) toShards(ctx actor.Context, filter string, msg any) {
-	s.env.eachShard(filter, func(pid *actor.PID) { ctx.Send(pid, msg) })
+// toShards sends a subscription change to the shards that hold the filter, and says to how many.
+func (s *Session) toShards(ctx actor.Context, filter string, msg any) int {
+	n := 0
+	s.env.eachShard(filter, func(pid *actor.PID) { ctx.Send(pid, msg); n++ })
+	return n
 }
 
 func hasWildcard(filter string) bool {

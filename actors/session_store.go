@@ -275,7 +275,7 @@ func (s *Session) rebuild(ctx actor.Context, from *storedSession, restoring bool
 		}
 		opts := codec.Subscription{Filter: r.Filter, QoS: r.QoS, NoLocal: r.NoLocal,
 			RetainAsPublished: r.RetainAsPublished, RetainHandling: r.RetainHandling}
-		s.addSub(ctx, &subscription{opts: opts, filter: inner, group: group, subID: r.SubscriptionID}, false)
+		s.addSub(ctx, &subscription{opts: opts, filter: inner, group: group, subID: r.SubscriptionID}, false, nil)
 	}
 	for _, m := range from.msgs {
 		r := m.rec

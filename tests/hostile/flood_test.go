@@ -131,7 +131,6 @@ func TestSubscriptionFlood(t *testing.T) {
 	}
 	y.check(t)
 	t.Run("logged", func(t *testing.T) {
-		t.Skip("blocked on actors/session.go: a subscription refused at limits.max_subscriptions_per_client is not logged")
 		h.clientLog(t, "subscriber-0", func(e observedEntry) bool { return strings.Contains(e.Message, "subscri") })
 	})
 }
@@ -180,12 +179,8 @@ func TestRetainedFlood(t *testing.T) {
 			t.Errorf("publisher %d: %v", i, err)
 		}
 	}
-	// The store is capped. Each router shard checks the shared count before it stores, so
-	// they may overshoot by one each but the first (the exact cap is a skipped case below).
+	// The store is capped, at exactly the limit, however the shards race for its last places.
 	stored := h.Stats().Retained.Load()
-	if over := int64(config.Default().Router.Shards - 1); stored < limit || stored > limit+over {
-		t.Errorf("%d retained messages stored, want the limit %d (at most %d over)", stored, limit, over)
-	}
 	if n := h.mustMetric(t, "actormq_retained_messages", nil); n != float64(stored) {
 		t.Errorf("actormq_retained_messages = %v, want %d", n, stored)
 	}
@@ -207,13 +202,11 @@ func TestRetainedFlood(t *testing.T) {
 	}
 	y.check(t)
 	t.Run("exactly the limit", func(t *testing.T) {
-		t.Skip("blocked on actors/router.go: shards check the shared retained count, then add to it, so retained.max_messages can be passed by shards-1")
 		if stored != limit {
 			t.Errorf("%d retained messages stored, want the limit %d", stored, limit)
 		}
 	})
 	t.Run("logged", func(t *testing.T) {
-		t.Skip("blocked on actors/router.go: a retained message refused at retained.max_messages is logged at DEBUG only")
 		h.logged(t, "retained.max_messages")
 	})
 }
@@ -237,7 +230,6 @@ func TestClientIDChurn(t *testing.T) {
 		h.expectEndLog(t, older, reasonIs(codec.SessionTakenOver))
 	})
 	t.Run("sessions ending as the id comes back", func(t *testing.T) {
-		t.Skip("blocked on actors/registry.go: a clean session that ends as its client id reconnects can take the new session's entry with it (the old one's Terminated matches the new PID, spawned under the same name): an ERROR line, the live session forgotten")
 		churn(t, h, func(i int) bool { return i%3 != 0 })
 	})
 	// One more takes over whatever is left, works, and ends the session.
