@@ -45,6 +45,10 @@ type Link struct {
 
 	abortOnce sync.Once
 
+	// onClose, if set, is called once the socket is closed: a reader parked in the poller
+	// learns of the close from it (reader.socketClosed). Set before the Link is shared.
+	onClose func()
+
 	// Writer state that outlives one writer goroutine (only the running writer touches it;
 	// the mutex orders one writer's last use before the next one's first).
 	aliases map[string]uint16 // outbound topic aliases the client knows
@@ -211,6 +215,9 @@ func (l *Link) CloseAfterFlush() { l.Finish(nil) }
 func (l *Link) Abort() {
 	l.abortOnce.Do(func() {
 		_ = l.conn.Close()
+		if l.onClose != nil {
+			l.onClose()
+		}
 		l.mu.Lock()
 		l.aborted, l.closing = true, true
 		idle := !l.running

@@ -2,10 +2,14 @@ package actors
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -18,12 +22,31 @@ import (
 // reader is a connection's reader goroutine. It decodes packets and routes PUBLISH packets
 // to their router shard itself (the hot path skips the connection actor); every other packet
 // goes to the connection actor. It never writes to the socket except through the Link.
+//
+// On a plain TCP socket (raw set) the goroutine runs only while there is something to read:
+// once connected, a reader that finds the socket empty between two packets parks it in the
+// poller (poller_linux.go) and ends; the poller starts a new goroutine when data arrives. A
+// parked reader keeps no read buffer either (its bufio.Reader goes back to a pool), and a
+// timer stands in for the keep-alive read deadline. TLS and WebSocket connections keep their
+// goroutine: their bytes pass through a library's buffers that cannot be asked whether a
+// whole record is waiting.
 type reader struct {
-	env  *Env
-	self *actor.PID
-	link *Link
-	src  *deadlineConn
-	dec  *codec.Reader
+	env   *Env
+	self  *actor.PID
+	link  *Link
+	src   deadlineConn
+	burst burstReader
+	br    *bufio.Reader // nil while parked
+	dec   codec.Reader
+
+	// Readiness-based reading; raw is nil when the reader keeps its goroutine.
+	raw       syscall.RawConn
+	poll      *poller
+	pollID    uint64 // registration in the poller, 0 before the first park
+	pollAdded bool   // the socket is in the epoll set
+	state     atomic.Int32
+	deadline  atomic.Int64 // keep-alive deadline while parked (unix ns)
+	idle      *time.Timer  // fires at deadline while parked; made at the first park
 
 	// start is how the actor lets the reader go on after CONNECT: closed without a value when
 	// the connection was refused.
@@ -54,6 +77,13 @@ type readerStart struct {
 	aliasMax  int
 	user      string
 }
+
+// Reader states (reader.state), for a reader that parks (raw set).
+const (
+	readerRunning int32 = iota // a goroutine reads
+	readerParked               // no goroutine: waiting in the poller
+	readerDone                 // the connection ended; nothing wakes the reader again
+)
 
 var pingresp = &codec.Pingresp{}
 
@@ -107,30 +137,166 @@ wait:
 	}
 	// The client must send something within 1.5 times its keep alive [MQTT-3.1.2-24].
 	r.src.timeout = st.keepAlive * 3 / 2
+	r.serve()
+}
 
+// serve reads and handles packets until the connection ends or, with raw, until the socket is
+// empty between two packets and the reader parks.
+func (r *reader) serve() {
+	if r.br == nil { // resumed from the poller
+		r.br = getIdleBuf(&r.burst)
+		r.dec = *codec.NewReader(r.br, r.env.Cfg.Limits.MaxPacketSize)
+		r.dec.SetVersion(r.version)
+	}
 	for {
+		if r.raw != nil && r.br.Buffered() == 0 && r.burst.r == r.burst.w {
+			// Between packets with nothing read ahead: wait parkGrace for more, then park.
+			r.src.grace = true
+			_, err := r.br.Peek(1)
+			if err != nil && r.src.graceOver {
+				if r.park() {
+					return
+				}
+				continue
+			}
+			if err != nil {
+				r.end(&readerEnded{err: err})
+				return
+			}
+		}
 		pkt, err := r.dec.ReadPacket()
 		if err != nil {
-			r.send(&readerEnded{err: err})
+			r.end(&readerEnded{err: err})
 			return
 		}
 		switch p := pkt.(type) {
 		case *codec.Publish:
 			if v := r.publish(p); v != nil {
-				r.send(v)
+				r.end(v)
 				return
 			}
 		case *codec.Pingreq:
 			_ = r.link.Send(pingresp) // [MQTT-3.12.4-1]
 		case *codec.Connect:
-			r.send(&violation{code: codec.ProtocolError, msg: "a second CONNECT"}) // [MQTT-3.1.0-2]
+			r.end(&violation{code: codec.ProtocolError, msg: "a second CONNECT"}) // [MQTT-3.1.0-2]
 			return
 		case *codec.Disconnect:
-			r.send(p)
+			r.end(p)
 			return // nothing may follow a DISCONNECT [MQTT-3.14.4-1]
 		default:
 			r.send(pkt)
 		}
+	}
+}
+
+// end tells the actor why reading ended, once.
+func (r *reader) end(msg any) {
+	if r.raw != nil {
+		if r.state.Swap(readerDone) == readerDone {
+			return
+		}
+		r.unpark()
+	}
+	r.send(msg)
+}
+
+// park hands the socket to the poller and reports whether the goroutine must end (the poller,
+// the keep-alive timer or the socket's close now own the reader). It returns false when the
+// socket could not be armed: the goroutine then goes on with ordinary blocking reads.
+func (r *reader) park() bool {
+	if r.pollID == 0 {
+		if r.poll = getPoller(); r.poll == nil || r.poll.register(r) != nil {
+			r.stopParking()
+			return false
+		}
+	}
+	if t := r.src.timeout; t > 0 {
+		last := r.src.last
+		if last == 0 {
+			last = time.Now().UnixNano()
+			r.src.last = last
+		}
+		dl := last + int64(t)
+		r.deadline.Store(dl)
+		wait := time.Duration(dl - time.Now().UnixNano())
+		if r.idle == nil {
+			// Made stopped, then set: expire must find the field assigned.
+			r.idle = time.AfterFunc(time.Hour, r.expire)
+		}
+		r.idle.Reset(wait)
+	}
+	putIdleBuf(r.br)
+	r.br, r.dec = nil, codec.Reader{}
+	// Parked before armed: a readiness that comes at once must find the reader parked. From
+	// here on, whoever moves the state away from parked owns the reader.
+	r.state.Store(readerParked)
+	if err := r.poll.arm(r); err != nil && r.state.CompareAndSwap(readerParked, readerRunning) {
+		r.br = getIdleBuf(&r.burst)
+		r.dec = *codec.NewReader(r.br, r.env.Cfg.Limits.MaxPacketSize)
+		r.dec.SetVersion(r.version)
+		r.stopParking()
+		return false
+	}
+	return true
+}
+
+// stopParking makes the reader read the ordinary way (blocking, on its goroutine) from now on.
+func (r *reader) stopParking() {
+	if r.poll != nil {
+		r.poll.forget(r)
+	}
+	if r.idle != nil {
+		r.idle.Stop()
+	}
+	r.raw = nil
+}
+
+// wake is the poller's: the socket is readable (or closed by the peer).
+func (r *reader) wake() {
+	if r.state.CompareAndSwap(readerParked, readerRunning) {
+		go r.serve()
+	}
+}
+
+// expire is the keep-alive timer's: a parked reader whose client sent nothing within 1.5
+// times its keep alive ends as a blocked read with a deadline would.
+func (r *reader) expire() {
+	if r.state.Load() != readerParked {
+		return
+	}
+	if wait := time.Duration(r.deadline.Load() - time.Now().UnixNano()); wait > 0 {
+		r.idle.Reset(wait) // a late firing of an earlier park
+		return
+	}
+	if r.state.CompareAndSwap(readerParked, readerDone) {
+		r.unpark()
+		r.send(&readerEnded{err: os.ErrDeadlineExceeded})
+	}
+}
+
+// socketClosed is the Link's, after it closed the socket: a parked reader would never learn
+// of it, as no read fails.
+func (r *reader) socketClosed() {
+	if r.state.CompareAndSwap(readerParked, readerDone) {
+		r.unpark()
+		r.send(&readerEnded{err: net.ErrClosed})
+	}
+}
+
+// stop is the actor's, when it stops: a parked reader is forgotten at once.
+func (r *reader) stop() {
+	if r.state.CompareAndSwap(readerParked, readerDone) {
+		r.unpark()
+	}
+}
+
+// unpark releases what a parked reader holds once it is done.
+func (r *reader) unpark() {
+	if r.idle != nil {
+		r.idle.Stop()
+	}
+	if r.poll != nil {
+		r.poll.forget(r)
 	}
 }
 
@@ -234,28 +400,60 @@ func (r *reader) resolveAlias(p *codec.Publish) *violation {
 	return nil
 }
 
+// parkGrace is how long a reader that can park waits in Go's netpoller, as any reader does,
+// before it parks: a connection that is busy in bursts (closed-loop clients, 25 messages a
+// second or more) keeps its goroutine and pays nothing for parking; an idle one gives it up
+// 50 ms after its last packet. During a connection storm it bounds the goroutines that have
+// not parked yet to the connect rate times parkGrace.
+const parkGrace = 50 * time.Millisecond
+
 // deadlineConn sets the read deadline before each read from the socket, so the keep-alive
 // and connect timeouts cost nothing per packet: bufio calls Read only when its buffer is empty.
 type deadlineConn struct {
 	net.Conn
-	timeout  time.Duration
-	deadline bool // a deadline is set on the socket
-	stats    *Stats
-	link     *Link // per-client byte count, for the console
+	timeout   time.Duration
+	deadline  bool  // a deadline is set on the socket
+	grace     bool  // the next read waits at most parkGrace (a reader that can park)
+	graceOver bool  // the last read ended because parkGrace passed, not the keep alive
+	last      int64 // unix ns when the last read that got data began: the keep alive counts from it
+	stats     *Stats
+	link      *Link // per-client byte count, for the console
 }
 
 func (d *deadlineConn) Read(b []byte) (int, error) {
-	if d.timeout > 0 {
-		_ = d.Conn.SetReadDeadline(time.Now().Add(d.timeout))
+	now := time.Now()
+	grace := d.grace
+	d.grace, d.graceOver = false, false
+	switch {
+	case grace:
+		dl := now.Add(parkGrace)
+		if d.timeout > 0 {
+			if ka := time.Unix(0, d.last).Add(d.timeout); d.last != 0 && ka.Before(dl) {
+				dl, grace = ka, false // the keep alive ends first: its timeout is the real one
+			}
+		}
+		_ = d.Conn.SetReadDeadline(dl)
 		d.deadline = true
-	} else if d.deadline {
+	case d.timeout > 0:
+		_ = d.Conn.SetReadDeadline(now.Add(d.timeout))
+		d.deadline = true
+	case d.deadline:
 		_ = d.Conn.SetReadDeadline(time.Time{})
 		d.deadline = false
 	}
 	n, err := d.Conn.Read(b)
+	if n > 0 {
+		d.last = now.UnixNano()
+	} else if grace && errors.Is(err, os.ErrDeadlineExceeded) {
+		d.graceOver = true
+	}
+	d.count(n)
+	return n, err
+}
+
+func (d *deadlineConn) count(n int) {
 	d.stats.BytesIn.Add(uint64(n))
 	d.link.BytesIn.Add(uint64(n))
-	return n, err
 }
 
 // burstReader sits between the socket and the decoder's small bufio.Reader, so that an idle
@@ -278,6 +476,22 @@ const (
 )
 
 var readBufs = sync.Pool{New: func() any { b := make([]byte, burstSize); return &b }}
+
+// idleBufs holds the small bufio.Readers of parked readers.
+var idleBufs sync.Pool
+
+func getIdleBuf(src io.Reader) *bufio.Reader {
+	if br, _ := idleBufs.Get().(*bufio.Reader); br != nil {
+		br.Reset(src)
+		return br
+	}
+	return bufio.NewReaderSize(src, idleBufSize)
+}
+
+func putIdleBuf(br *bufio.Reader) {
+	br.Reset(nil)
+	idleBufs.Put(br)
+}
 
 func (b *burstReader) Read(p []byte) (int, error) {
 	if b.r == b.w && b.bp != nil && !b.keep {
@@ -326,15 +540,24 @@ func (b *burstReader) release() {
 }
 
 func newReader(env *Env, self *actor.PID, conn net.Conn, link *Link) *reader {
-	src := &deadlineConn{Conn: conn, stats: env.Stats, link: link}
-	return &reader{
+	r := &reader{
 		env:   env,
 		self:  self,
 		link:  link,
-		src:   src,
-		dec:   codec.NewReader(bufio.NewReaderSize(&burstReader{src: src}, idleBufSize), env.Cfg.Limits.MaxPacketSize),
+		src:   deadlineConn{Conn: conn, stats: env.Stats, link: link},
 		start: make(chan readerStart, 1),
 		more:  make(chan struct{}, 1),
 		quit:  make(chan struct{}),
 	}
+	r.burst.src = &r.src
+	r.br = getIdleBuf(&r.burst)
+	r.dec = *codec.NewReader(r.br, env.Cfg.Limits.MaxPacketSize)
+	// Plain TCP parks between packets; TLS and WebSocket connections are no syscall.Conn.
+	if sc, ok := conn.(syscall.Conn); ok && getPoller() != nil {
+		if raw, err := sc.SyscallConn(); err == nil {
+			r.raw = raw
+			link.onClose = r.socketClosed
+		}
+	}
+	return r
 }
