@@ -92,6 +92,9 @@ func (o *options) check() error {
 	if err != nil {
 		return err
 	}
+	if o.Sources == 0 {
+		o.Sources = 1
+	}
 	if o.Sources < 1 || o.Sources > 254 {
 		return fmt.Errorf("-sources %d: want 1 to 254", o.Sources)
 	}
