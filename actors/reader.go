@@ -177,6 +177,12 @@ func (r *reader) serve() {
 			}
 		case *codec.Pingreq:
 			_ = r.link.Send(pingresp) // [MQTT-3.12.4-1]
+		case *codec.Puback, *codec.Pubrec, *codec.Pubrel, *codec.Pubcomp:
+			// Straight to the session, as publishes go straight to their shard: the
+			// connection actor would only forward them (one mailbox hop less per
+			// acknowledgement, and PUBREL stays behind its QoS 2 publish, which takes the
+			// same way).
+			r.env.System.Root.Send(r.session, &clientPacket{gen: r.gen, pkt: pkt})
 		case *codec.Connect:
 			r.end(&violation{code: codec.ProtocolError, msg: "a second CONNECT"}) // [MQTT-3.1.0-2]
 			return
