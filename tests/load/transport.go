@@ -32,6 +32,7 @@ func (t target) dialer(timeout time.Duration) *net.Dialer {
 	if t.sources > 1 {
 		i := nextSource.Add(1) % uint32(t.sources)
 		d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i))}
+		d.Control = bindNoPort
 	}
 	return d
 }
