@@ -216,25 +216,26 @@ func (r *reader) park() bool {
 			return false
 		}
 	}
+	idle := r.idle // nil: no keep alive
 	if t := r.src.timeout; t > 0 {
 		last := r.src.last
 		if last == 0 {
 			last = time.Now().UnixNano()
 			r.src.last = last
 		}
-		dl := last + int64(t)
-		r.deadline.Store(dl)
-		wait := time.Duration(dl - time.Now().UnixNano())
-		if r.idle == nil {
-			// Made stopped, then set: expire must find the field assigned.
+		r.deadline.Store(last + int64(t))
+		if idle == nil {
+			// Made idle and kept: the field is assigned before any firing can read it.
 			r.idle = time.AfterFunc(time.Hour, r.expire)
+			r.idle.Stop()
+			idle = r.idle
 		}
-		r.idle.Reset(wait)
 	}
 	putIdleBuf(r.br)
 	r.br, r.dec = nil, codec.Reader{}
 	// Parked before armed: a readiness that comes at once must find the reader parked. From
-	// here on, whoever moves the state away from parked owns the reader.
+	// here on, whoever moves the state away from parked owns the reader: only the locals and
+	// the timer (safe for concurrent use) are touched below.
 	r.state.Store(readerParked)
 	if err := r.poll.arm(r); err != nil && r.state.CompareAndSwap(readerParked, readerRunning) {
 		r.br = getIdleBuf(&r.burst)
@@ -242,6 +243,11 @@ func (r *reader) park() bool {
 		r.dec.SetVersion(r.version)
 		r.stopParking()
 		return false
+	}
+	if idle != nil {
+		// Set after the state, so that a deadline already past (or a firing at once) finds
+		// the reader parked; expire checks the deadline, so a stale Reset does no harm.
+		idle.Reset(time.Duration(r.deadline.Load() - time.Now().UnixNano()))
 	}
 	return true
 }
