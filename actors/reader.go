@@ -24,8 +24,9 @@ import (
 // goes to the connection actor. It never writes to the socket except through the Link.
 //
 // On a plain TCP socket (raw set) the goroutine runs only while there is something to read:
-// once connected, a reader that finds the socket empty between two packets parks it in the
-// poller (poller_linux.go) and ends; the poller starts a new goroutine when data arrives. A
+// once connected, a reader that has waited parkGrace between two packets without data parks
+// the socket in the poller (poller_linux.go) and ends; the poller starts a new goroutine when
+// data arrives. A
 // parked reader keeps no read buffer either (its bufio.Reader goes back to a pool), and a
 // timer stands in for the keep-alive read deadline. TLS and WebSocket connections keep their
 // goroutine: their bytes pass through a library's buffers that cannot be asked whether a
@@ -244,7 +245,7 @@ func (r *reader) park() bool {
 		r.stopParking()
 		return false
 	}
-	if idle != nil {
+	if idle != nil && r.state.Load() == readerParked {
 		// Set after the state, so that a deadline already past (or a firing at once) finds
 		// the reader parked; expire checks the deadline, so a stale Reset does no harm.
 		idle.Reset(time.Duration(r.deadline.Load() - time.Now().UnixNano()))
@@ -433,7 +434,10 @@ type deadlineConn struct {
 }
 
 func (d *deadlineConn) Read(b []byte) (int, error) {
-	now := time.Now()
+	var now time.Time // only when a deadline is set: last matters only with a keep alive
+	if d.grace || d.timeout > 0 {
+		now = time.Now()
+	}
 	grace := d.grace
 	d.grace, d.graceOver = false, false
 	switch {
@@ -454,7 +458,7 @@ func (d *deadlineConn) Read(b []byte) (int, error) {
 		d.deadline = false
 	}
 	n, err := d.Conn.Read(b)
-	if n > 0 {
+	if n > 0 && d.timeout > 0 {
 		d.last = now.UnixNano()
 	} else if grace && errors.Is(err, os.ErrDeadlineExceeded) {
 		d.graceOver = true
