@@ -453,6 +453,7 @@ func (c *Connection) stopping(ctx actor.Context) {
 		c.link.CloseAfterFlush()
 	}
 	close(c.rd.quit)
+	c.rd.stop() // a parked reader has no goroutine to see quit
 	// The writer flushes and closes the socket, which ends the reader; if the client does not
 	// take the data, write_timeout bounds the wait.
 	go func(l *Link, d time.Duration) {

@@ -60,6 +60,10 @@ type Link struct {
 
 	abortOnce sync.Once
 
+	// onClose, if set, is called once the socket is closed: a reader parked in the poller
+	// learns of the close from it (reader.socketClosed). Set before the Link is shared.
+	onClose func()
+
 	// Writer state that outlives one writer goroutine (only the running writer touches it;
 	// the mutex orders one writer's last use before the next one's first).
 	aliases map[string]uint16 // outbound topic aliases the client knows
@@ -72,10 +76,6 @@ type Link struct {
 	Credits chan struct{}
 
 	Dropped atomic.Uint64 // outbound messages dropped at this link (slow consumer, too large)
-
-	// scratch is the writer's copy of the publish it is encoding (writer goroutine only): a
-	// local copy would escape to the heap through codec's Packet interface, once per delivery.
-	scratch codec.Publish
 
 	// Per-client traffic for the console (directory.go).
 	BytesIn, BytesOut       atomic.Uint64
@@ -241,6 +241,9 @@ func (l *Link) CloseAfterFlush() { l.Finish(nil) }
 func (l *Link) Abort() {
 	l.abortOnce.Do(func() {
 		_ = l.conn.Close()
+		if l.onClose != nil {
+			l.onClose()
+		}
 		l.mu.Lock()
 		l.aborted, l.closing = true, true
 		l.updateBacklog() // a reader waiting for the backlog finds the socket closed
@@ -312,8 +315,15 @@ func (l *Link) waitBacklog(quit <-chan struct{}) bool {
 // and the socket is closed. It does not wait for a writer that is not running.
 func (l *Link) Done() <-chan struct{} { return l.done }
 
-// writeBufs holds writers' encode buffers between bursts.
-var writeBufs = sync.Pool{New: func() any { return new([]byte) }}
+// writerScratch is what a writer goroutine needs while it runs and an idle Link should not
+// keep: the encode buffer and the copy of the publish being encoded (a local copy would escape
+// to the heap through codec's Packet interface, once per delivery). Pooled between bursts.
+type writerScratch struct {
+	buf []byte
+	pub codec.Publish
+}
+
+var writeBufs = sync.Pool{New: func() any { return new(writerScratch) }}
 
 // maxPooledBuf bounds the buffers kept in writeBufs: a burst of large packets should not pin
 // their memory.
@@ -322,8 +332,8 @@ const maxPooledBuf = 64 << 10
 // run is the writer goroutine, started by push. It ends when the queue is empty and written
 // (the Link is idle; the next push starts a new writer) or when the connection is finished.
 func (l *Link) run() {
-	bp := writeBufs.Get().(*[]byte)
-	buf := (*bp)[:0]
+	ws := writeBufs.Get().(*writerScratch)
+	buf := ws.buf[:0]
 	batch := getItems()
 	for {
 		l.mu.Lock()
@@ -336,7 +346,7 @@ func (l *Link) run() {
 			l.mu.Unlock()
 			putItems(q)
 			putItems(batch)
-			putWriteBuf(bp, buf)
+			putWriteBuf(ws, buf)
 			return
 		}
 		if l.aborted {
@@ -355,7 +365,7 @@ func (l *Link) run() {
 				closeNow = true
 				break
 			}
-			buf = l.encode(buf, it, &l.aliases)
+			buf = l.encode(buf, it, &l.aliases, &ws.pub)
 			if len(buf) >= 64<<10 {
 				if ok = l.write(buf); !ok {
 					break
@@ -364,7 +374,7 @@ func (l *Link) run() {
 			}
 		}
 		clear(batch) // drop references to publishes already written
-		l.scratch = codec.Publish{}
+		ws.pub = codec.Publish{}
 		if ok && len(buf) > 0 {
 			ok = l.write(buf)
 		}
@@ -379,7 +389,7 @@ func (l *Link) run() {
 	}
 	// The connection is finished: closed after its last write, or the socket failed or was
 	// aborted. Abort sees running set and leaves done to this goroutine.
-	putWriteBuf(bp, buf)
+	putWriteBuf(ws, buf)
 	putItems(batch)
 	l.Abort()
 	close(l.done)
@@ -407,12 +417,13 @@ func putItems(s []outItem) {
 	queueItems.Put(&s)
 }
 
-func putWriteBuf(bp *[]byte, buf []byte) {
+func putWriteBuf(ws *writerScratch, buf []byte) {
 	if cap(buf) > maxPooledBuf {
 		buf = nil
 	}
-	*bp = buf[:0]
-	writeBufs.Put(bp)
+	ws.buf = buf[:0]
+	ws.pub = codec.Publish{} // keep no publish alive from the pool
+	writeBufs.Put(ws)
 }
 
 func (l *Link) write(b []byte) bool {
@@ -458,8 +469,10 @@ func (l *Link) SlowConsumer() string {
 }
 
 // encode appends one queued item. Failures to encode are the broker's own bugs or a packet
-// over the client's limit; the item is dropped and counted, the connection goes on.
-func (l *Link) encode(buf []byte, it *outItem, aliases *map[string]uint16) []byte {
+// over the client's limit; the item is dropped and counted, the connection goes on. scratch is
+// the writer's own Publish to build a delivery in (left holding references: the writer clears
+// it when it goes idle).
+func (l *Link) encode(buf []byte, it *outItem, aliases *map[string]uint16, scratch *codec.Publish) []byte {
 	var err error
 	switch it.kind {
 	case itemPacket:
@@ -467,24 +480,43 @@ func (l *Link) encode(buf []byte, it *outItem, aliases *map[string]uint16) []byt
 	case itemAck:
 		buf, err = appendAck(buf, it, l.Version)
 	case itemPublish:
-		p := &l.scratch
-		l.delivery(p, it)
-		if l.Version == codec.V5 && l.aliasMax > 0 {
-			l.setTopicAlias(p, aliases)
+		if k, ok := l.sharedKey(it); ok {
+			if e := l.lookupShared(it, k, scratch); e != nil {
+				if l.maxPacket != 0 && !l.fits(len(e.b)) {
+					l.Dropped.Add(1)
+					l.stats.DroppedTooLarge.Add(1)
+					return buf
+				}
+				l.countOut(it.qos)
+				return appendShared(buf, e, it)
+			}
 		}
-		if l.maxPacket != 0 && !l.fits(codec.Size(p, l.Version)) {
-			l.Dropped.Add(1)
-			l.stats.DroppedTooLarge.Add(1)
-			return buf
-		}
-		buf, err = codec.Append(buf, p, l.Version)
-		if err == nil {
-			l.countOut(p.QoS)
-		}
+		return l.appendFull(buf, it, aliases, scratch)
 	}
 	if err != nil {
 		l.Dropped.Add(1)
 	}
+	return buf
+}
+
+// appendFull encodes a delivery from the shared publish and this subscriber's fields.
+func (l *Link) appendFull(buf []byte, it *outItem, aliases *map[string]uint16, scratch *codec.Publish) []byte {
+	p := scratch
+	l.delivery(p, it)
+	if l.Version == codec.V5 && l.aliasMax > 0 {
+		l.setTopicAlias(p, aliases)
+	}
+	if l.maxPacket != 0 && !l.fits(codec.Size(p, l.Version)) {
+		l.Dropped.Add(1)
+		l.stats.DroppedTooLarge.Add(1)
+		return buf
+	}
+	buf, err := codec.Append(buf, p, l.Version)
+	if err != nil {
+		l.Dropped.Add(1)
+		return buf
+	}
+	l.countOut(p.QoS)
 	return buf
 }
 

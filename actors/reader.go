@@ -2,9 +2,13 @@ package actors
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -17,12 +21,32 @@ import (
 // reader is a connection's reader goroutine. It decodes packets and routes PUBLISH packets
 // to their router shard itself (the hot path skips the connection actor); every other packet
 // goes to the connection actor. It never writes to the socket except through the Link.
+//
+// On a plain TCP socket (raw set) the goroutine runs only while there is something to read:
+// once connected, a reader that has waited parkGrace between two packets without data parks
+// the socket in the poller (poller_linux.go) and ends; the poller starts a new goroutine when
+// data arrives. A
+// parked reader keeps no read buffer either (its bufio.Reader goes back to a pool), and a
+// timer stands in for the keep-alive read deadline. TLS and WebSocket connections keep their
+// goroutine: their bytes pass through a library's buffers that cannot be asked whether a
+// whole record is waiting.
 type reader struct {
-	env  *Env
-	self *actor.PID
-	link *Link
-	src  *deadlineConn
-	dec  *codec.Reader
+	env   *Env
+	self  *actor.PID
+	link  *Link
+	src   deadlineConn
+	burst burstReader
+	br    *bufio.Reader // nil while parked
+	dec   codec.Reader
+
+	// Readiness-based reading; raw is nil when the reader keeps its goroutine.
+	raw       syscall.RawConn
+	poll      *poller
+	pollID    uint64 // registration in the poller, 0 before the first park
+	pollAdded bool   // the socket is in the epoll set
+	state     atomic.Int32
+	deadline  atomic.Int64 // keep-alive deadline while parked (unix ns)
+	idle      *time.Timer  // fires at deadline while parked; made at the first park
 
 	// start is how the actor lets the reader go on after CONNECT: closed without a value when
 	// the connection was refused.
@@ -53,6 +77,13 @@ type readerStart struct {
 	aliasMax  int
 	user      string
 }
+
+// Reader states (reader.state), for a reader that parks (raw set).
+const (
+	readerRunning int32 = iota // a goroutine reads
+	readerParked               // no goroutine: waiting in the poller
+	readerDone                 // the connection ended; nothing wakes the reader again
+)
 
 var pingresp = &codec.Pingresp{}
 
@@ -106,40 +137,73 @@ wait:
 	}
 	// The client must send something within 1.5 times its keep alive [MQTT-3.1.2-24].
 	r.src.timeout = st.keepAlive * 3 / 2
+	r.serve()
+}
 
+// serve reads and handles packets until the connection ends or, with raw, until the socket is
+// empty between two packets and the reader parks.
+func (r *reader) serve() {
+	if r.br == nil { // resumed from the poller
+		r.br = getIdleBuf(&r.burst)
+		r.dec = *codec.NewReader(r.br, r.env.Cfg.Limits.MaxPacketSize)
+		r.dec.SetVersion(r.version)
+	}
 	for {
 		// While the client's answers back up, read nothing more from it: TCP holds it back.
 		if !r.link.waitBacklog(r.quit) {
+			r.end(nil)
 			return
+		}
+		if r.raw != nil && r.br.Buffered() == 0 && r.burst.r == r.burst.w {
+			// Between packets with nothing read ahead: wait parkGrace for more, then park.
+			r.src.grace = true
+			_, err := r.br.Peek(1)
+			if err != nil && r.src.graceOver {
+				if r.park() {
+					return
+				}
+				continue
+			}
+			if err != nil {
+				r.end(&readerEnded{err: err})
+				return
+			}
 		}
 		pkt, err := r.read()
 		if err != nil {
-			r.send(&readerEnded{err: err})
+			r.end(&readerEnded{err: err})
 			return
 		}
 		switch p := pkt.(type) {
 		case *codec.Publish:
 			if v := r.publish(p); v == stopReading {
+				r.end(nil)
 				return
 			} else if v != nil {
-				r.send(v)
+				r.end(v)
 				return
 			}
 		case *codec.Pingreq:
 			_ = r.link.Send(pingresp) // [MQTT-3.12.4-1]
+		case *codec.Puback, *codec.Pubrec, *codec.Pubrel, *codec.Pubcomp:
+			// Straight to the session, as publishes go straight to their shard: the
+			// connection actor would only forward them (one mailbox hop less per
+			// acknowledgement, and PUBREL stays behind its QoS 2 publish, which takes the
+			// same way).
+			r.env.System.Root.Send(r.session, &clientPacket{gen: r.gen, pkt: pkt})
 		case *codec.Connect:
-			r.send(&violation{code: codec.ProtocolError, msg: "a second CONNECT"}) // [MQTT-3.1.0-2]
+			r.end(&violation{code: codec.ProtocolError, msg: "a second CONNECT"}) // [MQTT-3.1.0-2]
 			return
 		case *codec.Subscribe, *codec.Unsubscribe:
 			r.link.owe() // its SUBACK or UNSUBACK: the reader waits when too many are owed
 			r.send(pkt)
 		case *codec.Disconnect:
-			r.send(p)
+			r.end(p)
 			return // nothing may follow a DISCONNECT [MQTT-3.14.4-1]
 		case *codec.Connack, *codec.Suback, *codec.Unsuback, *codec.Pingresp:
 			// Only a server sends these: from a client they are "an unexpected packet", a
 			// Protocol Error (5.0 §2.4, 0x82) that closes the connection (3.1.1 [MQTT-4.8.0-1]).
-			r.send(&violation{code: codec.ProtocolError, msg: pkt.Type().String() + " is sent by servers, not clients"})
+			r.end(&violation{code: codec.ProtocolError, msg: pkt.Type().String() + " is sent by servers, not clients"})
 			return
 		default:
 			r.send(pkt)
@@ -155,6 +219,126 @@ func (r *reader) read() (codec.Packet, error) {
 		r.src.packets++
 	}
 	return pkt, err
+}
+
+// end tells the actor why reading ended (msg nil: the actor is stopping and needs no word),
+// once.
+func (r *reader) end(msg any) {
+	if r.raw != nil {
+		if r.state.Swap(readerDone) == readerDone {
+			return
+		}
+		r.unpark()
+	}
+	if msg != nil {
+		r.send(msg)
+	}
+}
+
+// park hands the socket to the poller and reports whether the goroutine must end (the poller,
+// the keep-alive timer or the socket's close now own the reader). It returns false when the
+// socket could not be armed: the goroutine then goes on with ordinary blocking reads.
+func (r *reader) park() bool {
+	if r.pollID == 0 {
+		if r.poll = getPoller(); r.poll == nil || r.poll.register(r) != nil {
+			r.stopParking()
+			return false
+		}
+	}
+	idle := r.idle // nil: no keep alive
+	if t := r.src.timeout; t > 0 {
+		last := r.src.last
+		if last == 0 {
+			last = time.Now().UnixNano()
+			r.src.last = last
+		}
+		r.deadline.Store(last + int64(t))
+		if idle == nil {
+			// Made idle and kept: the field is assigned before any firing can read it.
+			r.idle = time.AfterFunc(time.Hour, r.expire)
+			r.idle.Stop()
+			idle = r.idle
+		}
+	}
+	putIdleBuf(r.br)
+	r.br, r.dec = nil, codec.Reader{}
+	// Parked before armed: a readiness that comes at once must find the reader parked. From
+	// here on, whoever moves the state away from parked owns the reader: only the locals and
+	// the timer (safe for concurrent use) are touched below.
+	r.state.Store(readerParked)
+	if err := r.poll.arm(r); err != nil && r.state.CompareAndSwap(readerParked, readerRunning) {
+		r.br = getIdleBuf(&r.burst)
+		r.dec = *codec.NewReader(r.br, r.env.Cfg.Limits.MaxPacketSize)
+		r.dec.SetVersion(r.version)
+		r.stopParking()
+		return false
+	}
+	if idle != nil && r.state.Load() == readerParked {
+		// Set after the state, so that a deadline already past (or a firing at once) finds
+		// the reader parked; expire checks the deadline, so a stale Reset does no harm.
+		idle.Reset(time.Duration(r.deadline.Load() - time.Now().UnixNano()))
+	}
+	return true
+}
+
+// stopParking makes the reader read the ordinary way (blocking, on its goroutine) from now on.
+func (r *reader) stopParking() {
+	if r.poll != nil {
+		r.poll.forget(r)
+	}
+	if r.idle != nil {
+		r.idle.Stop()
+	}
+	r.raw = nil
+}
+
+// wake is the poller's: the socket is readable (or closed by the peer).
+func (r *reader) wake() {
+	if r.state.CompareAndSwap(readerParked, readerRunning) {
+		go r.serve()
+	}
+}
+
+// expire is the keep-alive timer's: a parked reader whose client sent nothing within 1.5
+// times its keep alive ends as a blocked read with a deadline would.
+func (r *reader) expire() {
+	if r.state.Load() != readerParked {
+		return
+	}
+	if wait := time.Duration(r.deadline.Load() - time.Now().UnixNano()); wait > 0 {
+		r.idle.Reset(wait) // a late firing of an earlier park
+		return
+	}
+	if r.state.CompareAndSwap(readerParked, readerDone) {
+		r.unpark()
+		r.send(&readerEnded{err: os.ErrDeadlineExceeded})
+	}
+}
+
+// socketClosed is the Link's, after it closed the socket: a parked reader would never learn
+// of it, as no read fails.
+func (r *reader) socketClosed() {
+	if r.state.CompareAndSwap(readerParked, readerDone) {
+		r.unpark()
+		r.send(&readerEnded{err: net.ErrClosed})
+	}
+}
+
+// stop is the actor's, when it stops: a parked reader is forgotten at once.
+func (r *reader) stop() {
+	if r.state.CompareAndSwap(readerParked, readerDone) {
+		r.unpark()
+	}
+}
+
+// unpark releases what a parked reader holds once it is done.
+func (r *reader) unpark() {
+	if r.idle != nil {
+		r.idle.Stop()
+	}
+	if r.poll != nil {
+		r.poll.forget(r)
+	}
 }
 
 // publish checks an inbound PUBLISH and routes it. A non-nil result ends the connection.
@@ -262,6 +446,13 @@ func (r *reader) resolveAlias(p *codec.Publish) *violation {
 	return nil
 }
 
+// parkGrace is how long a reader that can park waits in Go's netpoller, as any reader does,
+// before it parks: a connection that is busy in bursts (closed-loop clients, 25 messages a
+// second or more) keeps its goroutine and pays nothing for parking; an idle one gives it up
+// 50 ms after its last packet. During a connection storm it bounds the goroutines that have
+// not parked yet to the connect rate times parkGrace.
+const parkGrace = 50 * time.Millisecond
+
 // deadlineConn sets the read deadline when the socket is read, so the keep-alive and connect
 // timeouts cost nothing per packet: bufio calls Read only when its buffer is empty. The
 // deadline runs from the first read after a complete packet: bytes that do not complete one do
@@ -270,28 +461,55 @@ func (r *reader) resolveAlias(p *codec.Publish) *violation {
 // times the keep alive of the one before (3.1.1 [MQTT-3.1.2-24], 5.0 [MQTT-3.1.2-22]).
 type deadlineConn struct {
 	net.Conn
-	timeout  time.Duration
-	deadline bool   // a deadline is set on the socket
-	packets  uint64 // complete packets read (the reader counts them)
-	renewed  uint64 // packets when the deadline was set
-	stats    *Stats
-	link     *Link // per-client byte count, for the console
+	timeout   time.Duration
+	deadline  bool   // a deadline is set on the socket
+	grace     bool   // the next read waits at most parkGrace (a reader that can park)
+	graceOver bool   // the last read ended because parkGrace passed, not the keep alive
+	packets   uint64 // complete packets read (the reader counts them)
+	renewed   uint64 // packets when last was set
+	last      int64  // unix ns the timeout runs from: the first read after a complete packet
+	stats     *Stats
+	link      *Link // per-client byte count, for the console
 }
 
 func (d *deadlineConn) Read(b []byte) (int, error) {
-	if d.timeout > 0 {
-		if !d.deadline || d.packets != d.renewed {
-			_ = d.Conn.SetReadDeadline(time.Now().Add(d.timeout))
-			d.deadline, d.renewed = true, d.packets
+	var now time.Time // only when a deadline is set
+	if d.grace || d.timeout > 0 {
+		now = time.Now()
+	}
+	if d.timeout > 0 && (d.last == 0 || d.packets != d.renewed) {
+		d.last, d.renewed = now.UnixNano(), d.packets // a new packet is awaited from now
+	}
+	grace := d.grace
+	d.grace, d.graceOver = false, false
+	switch {
+	case grace:
+		dl := now.Add(parkGrace)
+		if d.timeout > 0 {
+			if ka := time.Unix(0, d.last).Add(d.timeout); ka.Before(dl) {
+				dl, grace = ka, false // the keep alive ends first: its timeout is the real one
+			}
 		}
-	} else if d.deadline {
+		_ = d.Conn.SetReadDeadline(dl)
+		d.deadline = true
+	case d.timeout > 0:
+		_ = d.Conn.SetReadDeadline(time.Unix(0, d.last).Add(d.timeout))
+		d.deadline = true
+	case d.deadline:
 		_ = d.Conn.SetReadDeadline(time.Time{})
 		d.deadline = false
 	}
 	n, err := d.Conn.Read(b)
+	if grace && errors.Is(err, os.ErrDeadlineExceeded) {
+		d.graceOver = true
+	}
+	d.count(n)
+	return n, err
+}
+
+func (d *deadlineConn) count(n int) {
 	d.stats.BytesIn.Add(uint64(n))
 	d.link.BytesIn.Add(uint64(n))
-	return n, err
 }
 
 // burstReader sits between the socket and the decoder's small bufio.Reader, so that an idle
@@ -314,6 +532,22 @@ const (
 )
 
 var readBufs = sync.Pool{New: func() any { b := make([]byte, burstSize); return &b }}
+
+// idleBufs holds the small bufio.Readers of parked readers.
+var idleBufs sync.Pool
+
+func getIdleBuf(src io.Reader) *bufio.Reader {
+	if br, _ := idleBufs.Get().(*bufio.Reader); br != nil {
+		br.Reset(src)
+		return br
+	}
+	return bufio.NewReaderSize(src, idleBufSize)
+}
+
+func putIdleBuf(br *bufio.Reader) {
+	br.Reset(nil)
+	idleBufs.Put(br)
+}
 
 func (b *burstReader) Read(p []byte) (int, error) {
 	if b.r == b.w && b.bp != nil && !b.keep {
@@ -362,15 +596,24 @@ func (b *burstReader) release() {
 }
 
 func newReader(env *Env, self *actor.PID, conn net.Conn, link *Link) *reader {
-	src := &deadlineConn{Conn: conn, stats: env.Stats, link: link}
-	return &reader{
+	r := &reader{
 		env:   env,
 		self:  self,
 		link:  link,
-		src:   src,
-		dec:   codec.NewReader(bufio.NewReaderSize(&burstReader{src: src}, idleBufSize), env.Cfg.Limits.MaxPacketSize),
+		src:   deadlineConn{Conn: conn, stats: env.Stats, link: link},
 		start: make(chan readerStart, 1),
 		more:  make(chan struct{}, 1),
 		quit:  make(chan struct{}),
 	}
+	r.burst.src = &r.src
+	r.br = getIdleBuf(&r.burst)
+	r.dec = *codec.NewReader(r.br, env.Cfg.Limits.MaxPacketSize)
+	// Plain TCP parks between packets; TLS and WebSocket connections are no syscall.Conn.
+	if sc, ok := conn.(syscall.Conn); ok && getPoller() != nil {
+		if raw, err := sc.SyscallConn(); err == nil {
+			r.raw = raw
+			link.onClose = r.socketClosed
+		}
+	}
+	return r
 }

@@ -1,9 +1,11 @@
 package listeners
 
 import (
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -112,3 +114,14 @@ func (c *trackedConn) Close() error {
 // socket options. Closing it directly would leak the slot: close the
 // wrapper.
 func (c *trackedConn) Unwrap() net.Conn { return c.Conn }
+
+// SyscallConn gives the socket's descriptor, so that the connection layer
+// can wait for a plain TCP connection to become readable without a
+// goroutine of its own (a TLS or WebSocket conn built on top has no such
+// method: its bytes are not the socket's).
+func (c *trackedConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
+}

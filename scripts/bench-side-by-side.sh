@@ -18,6 +18,9 @@
 #   CONNS       connections for connect-rate and idle                      [10000]
 #   OUT         directory for the raw JSON lines and logs                  [a new temp dir]
 #   ACTORMQ_BIN a prebuilt actormq binary instead of building this tree   []
+#   MOCHI_BIN   a third broker: a mochi-mqtt v2 program that takes -tcp ADDR and -ws ADDR
+#               (listen addresses; built outside this repo, see docs/BENCHMARKS.md)  []
+#   SOURCES     -sources of the load generator (local addresses to dial from) [1]
 #
 # Needs: go, mosquitto, python3 (for the medians), taskset (util-linux).
 set -euo pipefail
@@ -28,6 +31,9 @@ WARMUP=${WARMUP:-1s}
 PIN=${PIN:-client}
 CROSS=${CROSS:-0}
 CONNS=${CONNS:-10000}
+SOURCES=${SOURCES:-1}
+BROKERS="mosquitto actormq"
+[ -n "${MOCHI_BIN:-}" ] && BROKERS="$BROKERS mochi"
 MQTTBENCH_DIR=${MQTTBENCH_DIR:-/work/shared/mqttbench}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$(mktemp -d /tmp/bench-side-by-side.XXXXXX)}
@@ -109,13 +115,21 @@ start_actormq() {
   A_PID=$!; PIDS+=("$A_PID")
 }
 start_actormq
+# mochi (optional): TCP and WebSocket on free loopback ports.
+M_TCP=$(free_port); M_WS=$(free_port); M_PID=
+start_mochi() {
+  [ -n "${MOCHI_BIN:-}" ] || return 0
+  "${BROKER_CPU[@]}" "$MOCHI_BIN" -tcp "127.0.0.1:$M_TCP" -ws "127.0.0.1:$M_WS" >>"$OUT/mochi.log" 2>&1 &
+  M_PID=$!; PIDS+=("$M_PID")
+}
+start_mochi
 sleep 1
 # restart_brokers gives the idle workload fresh processes: a broker's RSS after heavier
 # workloads includes freed heap it reuses, which hides the cost of new connections.
 restart_brokers() {
-  kill "$MQ_PID" "$A_PID" 2>/dev/null || true
-  wait "$MQ_PID" "$A_PID" 2>/dev/null || true
-  start_mosquitto; start_actormq
+  kill "$MQ_PID" "$A_PID" $M_PID 2>/dev/null || true
+  wait "$MQ_PID" "$A_PID" $M_PID 2>/dev/null || true
+  start_mosquitto; start_actormq; start_mochi
   sleep 1
 }
 kill -0 "$MQ_PID" || { echo "mosquitto did not start: $(cat "$OUT/mosquitto.log")" >&2; exit 1; }
@@ -127,9 +141,11 @@ url() { # broker ws?
     mosquitto/1) echo "ws://127.0.0.1:$MQ_WS/mqtt" ;;
     actormq/0) echo "tcp://127.0.0.1:$A_TCP" ;;
     actormq/1) echo "ws://127.0.0.1:$A_WS/mqtt" ;;
+    mochi/0) echo "tcp://127.0.0.1:$M_TCP" ;;
+    mochi/1) echo "ws://127.0.0.1:$M_WS/mqtt" ;;
   esac
 }
-pid_of() { if [ "$1" = mosquitto ]; then echo "$MQ_PID"; else echo "$A_PID"; fi; }
+pid_of() { case "$1" in mosquitto) echo "$MQ_PID" ;; mochi) echo "$M_PID" ;; *) echo "$A_PID" ;; esac; }
 
 selected() { [ -z "${ONLY:-}" ] && return 0; for o in $ONLY; do [ "$o" = "$1" ] && return 0; done; return 1; }
 
@@ -140,7 +156,7 @@ for round in $(seq 1 "$ROUNDS"); do
     IFS='|' read -r name lflags bflags _ _ _ <<<"$entry"
     selected "$name" || continue
     case "$name" in fanin_q0_cpu|retained_q1_n) continue ;; esac # read from fanin_q0 / retained_q1
-    for broker in mosquitto actormq; do
+    for broker in $BROKERS; do
       for tool in load mqttbench; do
         [ "$tool" = mqttbench ] && [ "$CROSS" != 1 ] && continue
         if [ "$name" = idle ]; then restart_brokers; fi
@@ -150,7 +166,7 @@ for round in $(seq 1 "$ROUNDS"); do
         if [ "$tool" = load ]; then
           # shellcheck disable=SC2086
           line=$("${CLIENT_CPU[@]}" "$OUT/load" -url "$u" -pid "$p" -duration "$DURATION" -warmup "$WARMUP" \
-                 -label "$broker" $flags 2>>"$OUT/load.log" || true)
+                 -sources "$SOURCES" -label "$broker" $flags 2>>"$OUT/load.log" || true)
         else
           # shellcheck disable=SC2086
           line=$("${CLIENT_CPU[@]}" "$OUT/mqttbench" -url "$u" -pid "$p" -duration "$DURATION" -warmup "$WARMUP" \
@@ -166,9 +182,10 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 printf '%s\n' "${WORKLOADS[@]}" >"$OUT/workloads.txt"
-python3 - "$RAW" "$OUT/workloads.txt" "$CROSS" <<'PY'
+python3 - "$RAW" "$OUT/workloads.txt" "$CROSS" "$BROKERS" <<'PY'
 import json, statistics, sys
 raw, wl, cross = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+mochi = "mochi" in sys.argv[4].split()
 rows = [json.loads(l) for l in open(raw) if l.strip()]
 def metric(r, key, tool):
     if tool == "mqttbench":
@@ -186,8 +203,9 @@ def fmt(v):
     if abs(v) >= 10: return f"{v:.1f}"
     return f"{v:.2f}"
 tools = ["load"] + (["mqttbench"] if cross else [])
-hdr = "| workload | " + " | ".join(f"mosquitto ({t}) | actormq ({t}) | ratio ({t})" for t in tools) + " |"
-print(hdr); print("|" + "---|" * (1 + 3 * len(tools)))
+per = 5 if mochi else 3
+hdr = "| workload | " + " | ".join(f"mosquitto ({t}) | actormq ({t}) | ratio ({t})" + (f" | mochi ({t}) | actormq/mochi ({t})" if mochi else "") for t in tools) + " |"
+print(hdr); print("|" + "---|" * (1 + per * len(tools)))
 for line in open(wl):
     line = line.rstrip("\n")
     if not line: continue
@@ -198,12 +216,15 @@ for line in open(wl):
         m, _ = med(name, "mosquitto", t, key); a, _ = med(name, "actormq", t, key)
         ratio = fmt(a / m) if (a is not None and m) else "—"
         cells += [fmt(m), fmt(a), ratio]
+        if mochi:
+            mo, _ = med(name, "mochi", t, key)
+            cells += [fmt(mo), fmt(a / mo) if (a is not None and mo) else "—"]
     if all(c == "—" for c in cells): continue
     print(f"| {what} | " + " | ".join(cells) + " |")
 errs = [x for x in rows if x["r"].get("error")]
 lost = [x for x in rows if x["r"].get("qos", 0) >= 1 and (x["r"].get("lost") or 0) > 0]
 print()
-print(f"runs: {len(rows)}, with an error: {len(errs)}, QoS≥1 runs with lost > 0: {len(lost)}; medians of the rounds; ratio = actormq / mosquitto")
+print(f"runs: {len(rows)}, with an error: {len(errs)}, QoS≥1 runs with lost > 0: {len(lost)}; medians of the rounds; ratio = actormq / mosquitto" + (", actormq/mochi = actormq / mochi" if mochi else ""))
 for x in errs: print(f"- error: {x['name']} {x['broker']} {x['tool']} round {x['round']}: {x['r']['error'][:160]}")
 for x in lost: print(f"- lost: {x['name']} {x['broker']} {x['tool']} round {x['round']}: {x['r']['lost']}")
 sat = [x for x in rows if x["r"].get("client_saturated")]

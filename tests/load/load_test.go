@@ -142,6 +142,17 @@ func TestSmoke(t *testing.T) {
 			t.Fatalf("connect-rate: %+v", res)
 		}
 	})
+	t.Run("connect-rate-sources", func(t *testing.T) {
+		o := smokeOptions("tcp://"+tcp311, "connect-rate")
+		o.Sources = 3 // 127.0.0.1 … 127.0.0.3
+		res, err := run(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Error != "" || res.Connections != 50 || res.Sources != 3 {
+			t.Fatalf("connect-rate from 3 source addresses: %+v", res)
+		}
+	})
 }
 
 func TestRefusesNonLoopback(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -51,6 +52,7 @@ type options struct {
 	GOGC         int
 	Prefix       string
 	Label        string
+	Sources      int
 
 	target target
 	ver    codec.Version
@@ -84,6 +86,7 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Prefix, "prefix", "load", "topic and client id prefix")
 	fs.StringVar(&o.Label, "label", "", "copied into the result (e.g. the broker's name)")
 	fs.BoolVar(&o.Persistent, "persistent", false, "sessions that outlive their connection (3.1.1 clean session off, 5.0 Session Expiry 300 s), which a broker with a store writes to disk")
+	fs.IntVar(&o.Sources, "sources", 1, "local addresses 127.0.0.1 … 127.0.0.N to dial from, in turn (past ~14,000 connections per source address, connect(2) itself slows down)")
 }
 
 func (o *options) check() error {
@@ -91,6 +94,16 @@ func (o *options) check() error {
 	if err != nil {
 		return err
 	}
+	if o.Sources == 0 {
+		o.Sources = 1
+	}
+	if o.Sources < 1 || o.Sources > 254 {
+		return fmt.Errorf("-sources %d: want 1 to 254", o.Sources)
+	}
+	if o.Sources > 1 && !isIPv4Loopback(t.addr) {
+		return fmt.Errorf("-sources %d: the target must be an IPv4 loopback address", o.Sources)
+	}
+	t.sources = o.Sources
 	o.target = t
 	switch o.Proto {
 	case "3.1.1", "4", "311":
@@ -151,6 +164,7 @@ type result struct {
 
 	ConnectsPerS   float64 `json:"connects_per_s,omitempty"`
 	Connections    int     `json:"connections,omitempty"`
+	Sources        int     `json:"sources,omitempty"` // local addresses dialled from, when more than one
 	RetainedMs     float64 `json:"retained_ms,omitempty"`
 	RSSPerConnKB   float64 `json:"broker_rss_per_conn_kb,omitempty"`
 	BrokerIdleCPU  float64 `json:"broker_idle_cpu_cores,omitempty"`
@@ -169,6 +183,9 @@ type result struct {
 func newResult(o *options) *result {
 	r := &result{Label: o.Label, Workload: o.Workload, URL: o.target.String(), Proto: o.Proto, QoS: o.QoS,
 		Size: o.Size, Rate: o.Rate, Seconds: o.Duration.Seconds(), ClientProcs: runtime.GOMAXPROCS(0)}
+	if o.Sources > 1 {
+		r.Sources = o.Sources
+	}
 	switch o.Workload {
 	case "fan-in":
 		r.Pubs, r.Subs = o.Pubs, 1
@@ -290,4 +307,10 @@ func main() {
 	if res.Error != "" {
 		os.Exit(2)
 	}
+}
+
+func isIPv4Loopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	ip := net.ParseIP(host)
+	return err == nil && ip != nil && ip.To4() != nil && ip.IsLoopback()
 }

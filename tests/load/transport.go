@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -13,9 +14,27 @@ import (
 
 // target is where the load goes: a TCP host:port or a WebSocket URL.
 type target struct {
-	ws   bool
-	addr string // host:port
-	url  string // ws://host:port/path when ws
+	ws      bool
+	addr    string // host:port
+	url     string // ws://host:port/path when ws
+	sources int    // local addresses 127.0.0.1 … 127.0.0.<sources> to dial from, in turn
+}
+
+// nextSource picks the local address of the next connection. Linux gives connect(2) ephemeral
+// ports of one parity first: past about 14,000 connections from one source address to one
+// port, each connect searches the whole half range, about 0.5 ms of the client's kernel time
+// (measured here: 50 µs per dial up to 10,000, 600–700 µs from 14,000). Several source
+// addresses keep that cost out of a connect-rate measurement of the broker.
+var nextSource atomic.Uint32
+
+func (t target) dialer(timeout time.Duration) *net.Dialer {
+	d := &net.Dialer{Timeout: timeout}
+	if t.sources > 1 {
+		i := nextSource.Add(1) % uint32(t.sources)
+		d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i))}
+		d.Control = bindNoPort
+	}
+	return d
 }
 
 // parseTarget accepts tcp://host:port, host:port and ws://host:port/path and
@@ -64,13 +83,14 @@ func (t target) String() string {
 
 func (t target) dial(timeout time.Duration) (net.Conn, error) {
 	if !t.ws {
-		c, err := net.DialTimeout("tcp", t.addr, timeout)
+		c, err := t.dialer(timeout).Dial("tcp", t.addr)
 		if err != nil {
 			return nil, err
 		}
 		return c, nil
 	}
 	d := websocket.Dialer{
+		NetDialContext:   t.dialer(timeout).DialContext,
 		HandshakeTimeout: timeout,
 		Subprotocols:     []string{"mqtt"},
 		ReadBufferSize:   16 << 10,
