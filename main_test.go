@@ -8,11 +8,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/actormq/actormq/internal/brokertest"
 	"github.com/actormq/actormq/store"
 )
 
@@ -161,7 +161,7 @@ func TestSIGTERMExitsZero(t *testing.T) {
 
 	path := freeConfig(t, "")
 	cmd := exec.Command(bin, "-config", path)
-	var stderr lockedBuffer
+	var stderr brokertest.Output
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -196,21 +196,3 @@ func TestSIGTERMExitsZero(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
-
-// lockedBuffer is written by exec's copying goroutine while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}

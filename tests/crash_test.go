@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/actormq/actormq/codec"
+	"github.com/actormq/actormq/internal/brokertest"
 )
 
 // TestCrashKill9LosesNothingAcknowledged runs the broker as a real process under steady QoS 1
@@ -104,7 +105,7 @@ type crashBroker struct {
 	config string
 	addr   string
 	cmd    *exec.Cmd
-	log    lockedLog
+	log    brokertest.Output
 }
 
 func newCrashBroker(t *testing.T) *crashBroker {
@@ -173,23 +174,6 @@ func (c *crashBroker) stopGracefully() {
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)
 	_ = c.cmd.Wait()
 	c.cmd = nil
-}
-
-type lockedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // crashDial connects clientID with a persistent session, retrying while the broker restarts.

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -274,4 +276,23 @@ func NeedProgram(t testing.TB, program, debianPackage string) string {
 	}
 	t.Skipf("%s not found: install the Debian package %s to run this test", program, debianPackage)
 	return ""
+}
+
+// Output collects what a process started by a test writes (exec's copying goroutine writes it
+// while the test reads it).
+type Output struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (o *Output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.Write(p)
+}
+
+func (o *Output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.String()
 }
