@@ -50,6 +50,7 @@ type sessionState struct {
 	fresh          bool      // no state carried over yet: the next attach reports Session Present 0
 	disconnectedAt time.Time // zero while connected
 
+	// The maps are made when first written: an idle session holds none it does not use.
 	subs     map[string]*subscription // by the filter as the client wrote it
 	inflight map[uint16]*outMsg
 	order    []*outMsg // inflight in send order, for redelivery in order [MQTT-4.6.0-1]
@@ -73,7 +74,9 @@ type sessionState struct {
 	pubcomps []uint16    // PUBCOMPs that wait for the release of their packet id to be durable
 	dirty    bool        // the session record changed
 
-	scratch codec.Publish // for fitsDelivery's size check, without a heap copy per delivery
+	// scratch is for fitsDelivery's size check, made the first time a client has a Maximum
+	// Packet Size: most never do, and an idle session should not carry it.
+	scratch *codec.Publish
 
 	expiryTimer  *time.Timer
 	willTimer    *time.Timer
@@ -107,9 +110,6 @@ func (e *Env) sessionProps(clientID string, ref *sessionRef, from *storedSession
 		restore:  from,
 		reload:   reload,
 		fresh:    true,
-		subs:     make(map[string]*subscription),
-		inflight: make(map[uint16]*outMsg),
-		inbound2: make(map[uint16]struct{}),
 		queue:    deliveryQueue{max: e.Cfg.Sessions.MaxQueuedMessages},
 	}
 	g := newMailboxGuard(e)

@@ -161,8 +161,7 @@ func (s *Session) pump(ctx actor.Context) {
 			s.forgetMessage(d.seq)
 			continue // expired or too large: as if its delivery had completed [MQTT-3.1.2-25]
 		}
-		st.inflight[o.id] = o
-		st.order = append(st.order, o)
+		s.addInflight(o)
 		s.storeInflight(o)
 	}
 }
@@ -188,7 +187,10 @@ func (s *Session) send(d Deliver, id uint16, dup bool) sendResult {
 		}
 		it.hasExpiry, it.expiry = true, e-elapsed // [MQTT-3.3.2-6]
 	}
-	if !st.link.fitsDelivery(&it, &st.scratch) {
+	if st.link.maxPacket != 0 && st.scratch == nil {
+		st.scratch = new(codec.Publish)
+	}
+	if !st.link.fitsDelivery(&it, st.scratch) {
 		s.env.Stats.DroppedTooLarge.Add(1) // [MQTT-3.1.2-25]
 		s.countDrop()
 		return discarded
@@ -205,6 +207,16 @@ func (s *Session) retryLater(ctx actor.Context) {
 	}
 	s.st.retryPending = true
 	s.after(ctx, 20*time.Millisecond, &retryTick{})
+}
+
+// addInflight puts a message sent into the window, in send order.
+func (s *Session) addInflight(o *outMsg) {
+	st := s.st
+	if st.inflight == nil {
+		st.inflight = make(map[uint16]*outMsg)
+	}
+	st.inflight[o.id] = o
+	st.order = append(st.order, o)
 }
 
 func (s *Session) nextPacketID() uint16 {
@@ -292,6 +304,9 @@ func (s *Session) inboundQoS2(ctx actor.Context, m *inboundQoS2) {
 		decUnacked(r.link)
 		r.settle()
 		return
+	}
+	if st.inbound2 == nil {
+		st.inbound2 = make(map[uint16]struct{})
 	}
 	st.inbound2[r.pub.PacketID] = struct{}{}
 	r.session = ctx.Self()
@@ -455,6 +470,9 @@ func (s *Session) addSubscription(ctx actor.Context, sub codec.Subscription, sub
 // is the answer that waits for them.
 func (s *Session) addSub(ctx actor.Context, sub *subscription, sendRetained bool, a *answer) {
 	st := s.st
+	if st.subs == nil {
+		st.subs = make(map[string]*subscription)
+	}
 	if st.subs[sub.opts.Filter] == nil {
 		s.env.Stats.Subscriptions.Add(1)
 	}

@@ -289,11 +289,13 @@ func (s *Session) rebuild(ctx actor.Context, from *storedSession, restoring bool
 			continue // cannot happen in a store this broker wrote; keep the first
 		}
 		o := &outMsg{d: d, id: r.PacketID, pubrel: r.State == store.Released}
-		st.inflight[o.id] = o
-		st.order = append(st.order, o)
+		s.addInflight(o)
 		st.nextID = max(st.nextID, o.id)
 	}
 	for _, id := range from.inbound {
+		if st.inbound2 == nil {
+			st.inbound2 = make(map[uint16]struct{})
+		}
 		st.inbound2[id] = struct{}{}
 	}
 	s.dirEntry(ctx)

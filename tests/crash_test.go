@@ -374,3 +374,106 @@ func (s *crashSubscriber) close() {
 	close(s.stop)
 	<-s.done
 }
+
+// TestProcessRestartKeepsQueuedAndRetained runs the broker binary, leaves a persistent 5.0
+// subscriber offline with QoS 1 and QoS 2 messages queued for it and a retained message set,
+// then ends the process, gracefully (SIGTERM) and then without a word (SIGKILL), and starts it
+// again each time on the same data_dir. The subscriber gets each message once
+// [MQTT-4.3.3] and its session present [MQTT-3.2.2-2]; a new subscriber gets the retained
+// message [MQTT-3.3.1-6].
+func TestProcessRestartKeepsQueuedAndRetained(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the broker and restarts it")
+	}
+	cr := newCrashBroker(t)
+	for _, how := range []string{"SIGTERM", "SIGKILL"} {
+		t.Run(how, func(t *testing.T) {
+			cr.start()
+			keep := func(c *codec.Connect) { c.CleanStart = false; c.Properties.SetSessionExpiryInterval(600) }
+			sub := brokertest.Dial(t, cr.addr, codec.V5)
+			sub.Connect("process-sub-"+how, keep)
+			sub.Send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "process/" + how + "/#", QoS: 2}}})
+			if _, ok := sub.Read().(*codec.Suback); !ok {
+				t.Fatal("no SUBACK")
+			}
+			sub.Send(&codec.Disconnect{})
+			sub.ExpectClosed(5 * time.Second)
+
+			pub := brokertest.Dial(t, cr.addr, codec.V5)
+			pub.Connect("process-pub-" + how)
+			for i, p := range []*codec.Publish{
+				{QoS: 1, PacketID: 1, Topic: "process/" + how + "/1", Payload: []byte("at least once")},
+				{QoS: 2, PacketID: 2, Topic: "process/" + how + "/2", Payload: []byte("exactly once")},
+				{QoS: 1, PacketID: 3, Retain: true, Topic: "process/" + how + "/r", Payload: []byte("kept")},
+			} {
+				pub.Send(p)
+				ack := pub.Read()
+				if p.QoS == 2 {
+					pub.Send(&codec.Pubrel{PacketID: p.PacketID})
+					pub.Read()
+				}
+				if ack == nil {
+					t.Fatalf("publish %d not acknowledged", i)
+				}
+			}
+			_ = pub.Conn.Close()
+
+			if how == "SIGTERM" {
+				cr.stopGracefully()
+			} else {
+				cr.kill()
+			}
+			cr.start()
+
+			again := brokertest.Dial(t, cr.addr, codec.V5)
+			if ack := again.Connect("process-sub-"+how, keep); !ack.SessionPresent {
+				t.Fatal("the session is not present after the restart")
+			}
+			got := map[string]int{}
+			for len(got) < 3 {
+				p, err := again.ReadErr(5 * time.Second)
+				if err != nil {
+					t.Fatalf("after the restart, got %v, then %v", got, err)
+				}
+				switch m := p.(type) {
+				case *codec.Publish:
+					got[string(m.Payload)]++
+					if m.QoS == 1 {
+						again.Send(&codec.Puback{PacketID: m.PacketID})
+					} else if m.QoS == 2 {
+						again.Send(&codec.Pubrec{PacketID: m.PacketID})
+					}
+				case *codec.Pubrel:
+					again.Send(&codec.Pubcomp{PacketID: m.PacketID})
+				}
+			}
+			// Nothing more: the QoS 2 message came once.
+			for {
+				p, err := again.ReadErr(300 * time.Millisecond)
+				if err != nil {
+					break
+				}
+				if m, ok := p.(*codec.Publish); ok {
+					got[string(m.Payload)]++
+				}
+				if r, ok := p.(*codec.Pubrel); ok {
+					again.Send(&codec.Pubcomp{PacketID: r.PacketID})
+				}
+			}
+			if got["exactly once"] != 1 || got["at least once"] < 1 || got["kept"] < 1 {
+				t.Errorf("after the restart the subscriber got %v", got)
+			}
+			late := brokertest.Dial(t, cr.addr, codec.V5)
+			late.Connect("process-late-" + how)
+			late.Send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "process/" + how + "/r", QoS: 0}}})
+			late.Read() // SUBACK
+			if m, ok := late.Read().(*codec.Publish); !ok || !m.Retain || string(m.Payload) != "kept" {
+				t.Errorf("retained after the restart: %+v", m)
+			}
+			d := &codec.Disconnect{}
+			d.Properties.SetSessionExpiryInterval(0)
+			again.Send(d)
+			cr.stopGracefully()
+		})
+	}
+}
