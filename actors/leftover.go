@@ -37,14 +37,14 @@ type mailboxGuard struct {
 	retired bool          // no successor will come: leftovers are given back
 	heir    *actor.PID    // the successor has taken the leftovers: later ones go to it
 	left    []any         // leftovers, in order, waiting for the successor
-	drained chan struct{} // closed when the stopped mailbox has handed out everything
+	drained chan struct{} // made when the actor stops, closed when its mailbox has handed out everything
 	// unclaimed retires the guard if no successor comes; stopped once one does, or it retires
 	// (a pending timer would keep the whole broker reachable).
 	unclaimed *time.Timer
 }
 
 func newMailboxGuard(env *Env) *mailboxGuard {
-	return &mailboxGuard{env: env, drained: make(chan struct{})}
+	return &mailboxGuard{env: env}
 }
 
 // Mailbox returns the mailbox producer of an actor with middlewares mw: unbounded (the bounds
@@ -146,7 +146,7 @@ func (g *mailboxGuard) MessageReceived(m any) {
 func (g *mailboxGuard) MailboxEmpty() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.stopped {
+	if g.stopped && g.drained != nil {
 		select {
 		case <-g.drained:
 		default:
@@ -155,12 +155,27 @@ func (g *mailboxGuard) MailboxEmpty() {
 	}
 }
 
-// started registers the guard under its actor's name and returns the leftovers of the
-// actor's predecessor of that name, if it left any, in order. It waits for the predecessor's
-// mailbox to have handed out everything it held.
+// stopping registers the guard under its actor's name, as the actor begins to stop: from
+// here on, dead letters to the name and the name's next actor find it. A live actor's guard
+// is not registered, so that a broker of idle sessions keeps no entry for each.
+func (g *mailboxGuard) stopping() {
+	g.mu.Lock()
+	if g.drained == nil {
+		g.drained = make(chan struct{})
+	}
+	g.mu.Unlock()
+	if g.pid != nil {
+		g.env.guards.Store(g.pid.Id, g)
+	}
+}
+
+// started returns the leftovers of the actor's predecessor of its name, if it left any, in
+// order. It waits for the predecessor's mailbox to have handed out everything it held. The
+// predecessor's guard stays registered, passing on to its heir what still reaches it, until
+// the heir stops (and registers its own) or retires.
 func (g *mailboxGuard) started(self *actor.PID) []any {
 	g.pid = self
-	prev, ok := g.env.guards.Swap(self.Id, g)
+	prev, ok := g.env.guards.Load(self.Id)
 	if !ok || prev == g {
 		return nil
 	}
@@ -256,23 +271,16 @@ func (e *Env) WatchDeadLetters() *eventstream.Subscription {
 }
 
 // deadLetter: a message sent to a name with no actor behind it. If a guard holds the name,
-// its actor stopped (keep it for the successor, after what its mailbox held) or a successor
-// is there (send it on); otherwise it is given back.
+// its actor stopped: the message is kept for the successor, after what the mailbox held (or
+// passed on to it, if it has come); otherwise it is given back.
 func (e *Env) deadLetter(to *actor.PID, m any) {
 	v, ok := e.guards.Load(to.Id)
 	if !ok {
 		e.giveBack(m)
 		return
 	}
-	g := v.(*mailboxGuard)
-	g.mu.Lock()
-	stopped := g.stopped
-	g.mu.Unlock()
-	if !stopped {
-		e.System.Root.Send(g.pid, m) // its successor started meanwhile
-		return
-	}
-	<-g.drained // what the mailbox held first: per sender, order is kept
+	g := v.(*mailboxGuard) // registered: its actor is stopping or gone
+	<-g.drained            // what the mailbox held first: per sender, order is kept
 	g.keep(m)
 }
 

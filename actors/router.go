@@ -100,6 +100,8 @@ func (s *Shard) handle(ctx actor.Context, msg any) {
 		s.subscribe(ctx, m)
 	case *shardUnsubscribe:
 		s.unsubscribe(ctx, m)
+	case *actor.Stopping:
+		s.guard.stopping()
 	case *actor.Stopped:
 		s.guard.stop()
 		if s.env.Stopping.Load() {

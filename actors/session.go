@@ -164,6 +164,7 @@ func (s *Session) handle(ctx actor.Context, msg any) {
 	case *actor.Started:
 		s.started(ctx)
 	case *actor.Stopping:
+		s.guard.stopping()
 		s.stopping(ctx)
 	case *actor.Stopped:
 		stopTimer(&st.expiryTimer)
