@@ -65,13 +65,14 @@ func apiGet(t *testing.T, u string, out any) {
 }
 
 type apiActor struct {
-	ID                string   `json:"id"`
-	Kind              string   `json:"kind"`
-	Parent            string   `json:"parent"`
-	Children          []string `json:"children"`
-	MailboxDepth      int64    `json:"mailbox_depth"`
-	MessagesProcessed uint64   `json:"messages_processed"`
-	Restarts          uint64   `json:"restarts"`
+	StartedAt         time.Time `json:"started_at"`
+	ID                string    `json:"id"`
+	Kind              string    `json:"kind"`
+	Parent            string    `json:"parent"`
+	Children          []string  `json:"children"`
+	MailboxDepth      int64     `json:"mailbox_depth"`
+	MessagesProcessed uint64    `json:"messages_processed"`
+	Restarts          uint64    `json:"restarts"`
 	LastFailure       *struct {
 		Reason string `json:"reason"`
 	} `json:"last_failure"`

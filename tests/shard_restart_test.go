@@ -187,9 +187,16 @@ func TestTopLevelSupervisorsHeal(t *testing.T) {
 				t.Fatalf("%s: PUBACK %+v", id, ack)
 			}
 
+			before, _ := actorByID(t, base, target)
 			if code := apiDo(t, "POST", base+"/api/v1/actors/"+url.PathEscape(target)+"/kill?mode="+mode, "", nil); code != 202 {
 				t.Fatalf("%s: kill: HTTP %d", id, code)
 			}
+			// The kill is asynchronous: until it has taken effect, the old actor (and the
+			// listeners it closes) would answer the checks below.
+			waitFor(t, 10*time.Second, id+": the kill to take effect", func() bool {
+				a, code := actorByID(t, base, target)
+				return code == 200 && (a.StartedAt.After(before.StartedAt) || a.Restarts > before.Restarts)
+			})
 			waitFor(t, 10*time.Second, id+": a new client connects", func() bool {
 				c, ok := connectsNow(t, b.TCP311, fmt.Sprintf("probe-%d-%s", i, mode))
 				if ok {
