@@ -8,6 +8,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/actormq/actormq/auth"
 	"github.com/actormq/actormq/codec"
@@ -87,9 +88,6 @@ func (c *Connection) authDone(ctx actor.Context, m *authDone) {
 		}
 		c.user = m.user
 		m.req.user = m.user
-		if m.user != "" {
-			c.log = c.log.WithLazy(zap.String("user", m.user)) // lazy: built only if this connection logs
-		}
 		ctx.Send(c.env.Registry, m.req)
 	case auth.BadCredentials:
 		c.refuse(ctx, codec.BadUserNameOrPassword, "bad user name or password") // 3.1.1: 0x04
@@ -120,7 +118,7 @@ func (c *Connection) authStep(ctx actor.Context, data []byte) {
 	case errors.Is(err, auth.ErrContinue):
 		c.sendAuth(codec.ContinueAuthentication, x.method, reply)
 		if !connected {
-			c.rd.more <- struct{}{} // let the reader read the client's AUTH
+			c.rd.start <- nil // let the reader read the client's AUTH
 		}
 	case err == nil && connected && user != c.user:
 		// Re-authentication confirms who the client is; it cannot become someone else.
@@ -192,7 +190,7 @@ func (c *Connection) logHandshakeFailure(err error) {
 	var cert *tls.CertificateVerificationError
 	if c.state == stateAwaitConnect && (errors.As(err, &alert) || errors.As(err, &header) || errors.As(err, &cert) ||
 		strings.HasPrefix(err.Error(), "tls: ")) {
-		c.log.Info("TLS handshake failed", zap.Error(err))
+		c.logAt(zapcore.InfoLevel, "TLS handshake failed", zap.Error(err))
 	}
 }
 
@@ -212,8 +210,8 @@ func (c *Connection) useCNAsUsername() bool {
 // publishGuard applies the ACL and the publish rate to an inbound PUBLISH. drop: do not route
 // (already acknowledged where the protocol wants it); a non-nil violation ends the connection.
 func (r *reader) publishGuard(p *codec.Publish) (drop bool, v *violation) {
-	if r.env.Auth.HasACL() && !r.env.Auth.CanPublish(r.user, r.clientID, p.Topic) {
-		r.env.Log.Debug("publish denied by the ACL", zap.String("client", r.clientID), zap.String("user", r.user), zap.String("topic", p.Topic))
+	if r.env.Auth.HasACL() && !r.env.Auth.CanPublish(r.user, r.link.ClientID, p.Topic) {
+		r.env.Log.Debug("publish denied by the ACL", zap.String("client", r.link.ClientID), zap.String("user", r.user), zap.String("topic", p.Topic))
 		return true, r.drop(p, codec.NotAuthorized, "not authorized to publish to this topic")
 	}
 	if r.limit == nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/actormq/actormq/codec"
 	"github.com/actormq/actormq/topics"
@@ -27,7 +28,6 @@ type Connection struct {
 	conn     net.Conn
 	listener string
 	version  codec.Version // the listener's default until CONNECT says otherwise
-	log      *zap.Logger
 
 	link *Link
 	rd   *reader
@@ -66,9 +66,6 @@ func NewConnection(env *Env, a *Accepted) actor.Producer {
 			conn:     a.Conn,
 			listener: a.Listener,
 			version:  codec.Version(a.Protocol),
-			// Lazy: the fields are encoded only when this connection logs, which at the default
-			// levels is at connect and disconnect; an eager With costs ~1.5 KB per connection.
-			log: env.Log.WithLazy(zap.String("remote", a.Conn.RemoteAddr().String()), zap.String("listener", a.Listener)),
 		}
 	}
 }
@@ -211,7 +208,6 @@ func (c *Connection) connect(ctx actor.Context, p *codec.Connect) {
 
 	c.clientID = id
 	c.link.ClientID = id
-	c.log = c.log.WithLazy(zap.String("client", id))
 	c.state = stateAttaching
 	// Passwords, certificates and enhanced authentication are decided before the session is
 	// touched (auth.go), so a refused client cannot take a session over.
@@ -256,10 +252,9 @@ func (c *Connection) attached(ctx actor.Context, m *attached) {
 		storeMax(&c.env.Stats.MaxConnected, n)
 	}
 	c.dirConnected(ctx)
-	c.log.Info("client connected", zap.String("protocol", c.version.String()),
+	c.logAt(zapcore.InfoLevel, "client connected", zap.String("protocol", c.version.String()),
 		zap.Duration("keep_alive", c.keepAlive))
-	c.rd.start <- readerStart{
-		clientID:  c.clientID,
+	c.rd.start <- &readerStart{
 		session:   m.session.pid,
 		gen:       m.gen,
 		keepAlive: c.keepAlive,
@@ -309,7 +304,7 @@ func (c *Connection) clientDisconnect(ctx actor.Context, p *codec.Disconnect) {
 		reason = "DISCONNECT " + p.ReasonCode.String()
 	}
 	c.endReason = "client DISCONNECT"
-	c.log.Info("client disconnected", zap.String("reason", reason))
+	c.logAt(zapcore.InfoLevel, "client disconnected", zap.String("reason", reason))
 	c.detach(ctx, sendWill, newExpiry)
 	c.shutdown(ctx)
 }
@@ -324,7 +319,7 @@ func (c *Connection) readerEnded(ctx actor.Context, err error) {
 		c.close(ctx, ce.Code, ce.Msg, true)
 	case errors.As(err, &ne) && ne.Timeout():
 		if c.state == stateAwaitConnect {
-			c.log.Info("no CONNECT within limits.connect_timeout; closing")
+			c.logAt(zapcore.InfoLevel, "no CONNECT within limits.connect_timeout; closing")
 			c.shutdown(ctx)
 			return
 		}
@@ -340,18 +335,18 @@ func (c *Connection) readerEnded(ctx actor.Context, err error) {
 				// The writer gave up on the socket (link.go): say why, or it reads as a lost
 				// connection.
 				c.endReason = "slow consumer"
-				c.log.Warn("closed a slow consumer", zap.String("detail", slow))
+				c.logAt(zapcore.WarnLevel, "closed a slow consumer", zap.String("detail", slow))
 			} else if c.state == stateConnected {
 				if errors.Is(err, io.EOF) {
-					c.log.Info("client disconnected", zap.String("reason", reason))
+					c.logAt(zapcore.InfoLevel, "client disconnected", zap.String("reason", reason))
 				} else { // the transport's error says what broke (a WebSocket text frame, a reset)
-					c.log.Info("client disconnected", zap.String("reason", reason), zap.Error(err))
+					c.logAt(zapcore.InfoLevel, "client disconnected", zap.String("reason", reason), zap.Error(err))
 				}
 			} else if c.state == stateAwaitConnect && !errors.Is(err, io.EOF) && !tlsHandshakeError(err) {
 				// A truncated first packet, a WebSocket frame MQTT does not take: bad input worth a
 				// line. A socket closed before its first byte (a port probe, a health check) is
 				// not, and a failed TLS handshake has its own (logHandshakeFailure).
-				c.log.Info("connection ended before CONNECT", zap.Error(err))
+				c.logAt(zapcore.InfoLevel, "connection ended before CONNECT", zap.Error(err))
 			}
 			c.logHandshakeFailure(err) // TLS (auth.go)
 		}
@@ -374,7 +369,7 @@ func (c *Connection) refuse(ctx actor.Context, code codec.ReasonCode, msg string
 	if c.state == stateClosing {
 		return
 	}
-	c.log.Info("connection refused", zap.String("reason", code.String()), zap.String("detail", msg))
+	c.logAt(zapcore.InfoLevel, "connection refused", zap.String("reason", code.String()), zap.String("detail", msg))
 	ack := &codec.Connack{ReasonCode: code}
 	if c.version != codec.V5 {
 		ack.ReasonCode = codec.ConnackCodeV3(code)
@@ -395,18 +390,18 @@ func (c *Connection) close(ctx actor.Context, code codec.ReasonCode, msg string,
 	switch c.state {
 	case stateAwaitConnect:
 		// Nothing to answer before a valid CONNECT: close [MQTT-3.1.0-1, MQTT-3.1.4-1].
-		c.log.Warn("closing connection before CONNECT", zap.String("reason", code.String()), zap.String("detail", msg))
+		c.logAt(zapcore.WarnLevel, "closing connection before CONNECT", zap.String("reason", code.String()), zap.String("detail", msg))
 		c.shutdown(ctx)
 		return
 	case stateAttaching:
 		c.refuse(ctx, code, msg)
 		return
 	}
-	level := c.log.Info
+	level := zapcore.InfoLevel
 	if code == codec.ProtocolError || code == codec.MalformedPacket {
-		level = c.log.Warn
+		level = zapcore.WarnLevel
 	}
-	level("closing connection", zap.String("reason", code.String()), zap.String("detail", msg))
+	c.logAt(level, "closing connection", zap.String("reason", code.String()), zap.String("detail", msg))
 	c.endReason = code.String()
 	if c.version == codec.V5 {
 		d := &codec.Disconnect{ReasonCode: code}
@@ -486,4 +481,23 @@ func storeMax(m *atomic.Int64, n int64) {
 			return
 		}
 	}
+}
+
+// logAt writes one line about this connection, which the connection's identity (remote address,
+// listener, client id and user once known) leads. Nothing is kept per connection for it: a
+// logger made with With would cost an idle connection about 300 bytes.
+func (c *Connection) logAt(level zapcore.Level, msg string, fields ...zap.Field) {
+	ce := c.env.connLog.Check(level, msg)
+	if ce == nil {
+		return
+	}
+	id := make([]zap.Field, 0, 4+len(fields))
+	id = append(id, zap.Stringer("remote", c.conn.RemoteAddr()), zap.String("listener", c.listener))
+	if c.clientID != "" {
+		id = append(id, zap.String("client", c.clientID))
+	}
+	if c.user != "" {
+		id = append(id, zap.String("user", c.user))
+	}
+	ce.Write(append(id, fields...)...)
 }

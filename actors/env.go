@@ -45,6 +45,8 @@ type Env struct {
 	// Stopping is set when the broker shuts down: nothing is retried or started again.
 	Stopping atomic.Bool
 
+	connLog *zap.Logger // Log, reporting the caller of Connection.logAt
+
 	guards sync.Map // actor id → *mailboxGuard of the session or shard of that name (leftover.go)
 
 	seed maphash.Seed
@@ -62,7 +64,8 @@ const (
 
 // NewEnv prepares an Env; the supervisor fills Registry and Shards once they are spawned.
 func NewEnv(sys *actor.ActorSystem, cfg config.Config, log *zap.Logger, st store.Store) *Env {
-	return &Env{System: sys, Cfg: cfg, Log: log, Stats: &Stats{}, Store: st, Props: plainProps, seed: maphash.MakeSeed()}
+	return &Env{System: sys, Cfg: cfg, Log: log, Stats: &Stats{}, Store: st, Props: plainProps, seed: maphash.MakeSeed(),
+		connLog: log.WithOptions(zap.AddCallerSkip(1))}
 }
 
 // plainProps is Env.Props without instrumentation.

@@ -48,21 +48,21 @@ type reader struct {
 	deadline  atomic.Int64 // keep-alive deadline while parked (unix ns)
 	idle      *time.Timer  // fires at deadline while parked; made at the first park
 
-	// start is how the actor lets the reader go on after CONNECT: closed without a value when
-	// the connection was refused.
-	start chan readerStart
+	// start is how the actor answers the CONNECT: a readerStart lets the reader go on, nil asks
+	// it for one more packet first (an AUTH [MQTT-4.12.0-2]), and a close without a value says
+	// the connection was refused. One channel of pointers for the three: an idle connection
+	// keeps it, so it is kept small.
+	start chan *readerStart
 	quit  chan struct{} // closed when the actor stops
 
 	// Set from readerStart.
 	version  codec.Version
-	clientID string
 	session  *actor.PID
 	gen      uint64
 	aliases  []string // inbound topic aliases, index = alias-1; made at the first one set
 	aliasMax int      // our Topic Alias Maximum
 
 	// auth.go: guard is the one check the publish path pays when auth is off.
-	more  chan struct{} // the actor wants one more packet before start: an AUTH [MQTT-4.12.0-2]
 	guard bool
 	user  string
 	limit *auth.PublishLimit
@@ -70,7 +70,6 @@ type reader struct {
 
 // readerStart is what the reader needs once the session has accepted the connection.
 type readerStart struct {
-	clientID  string
 	session   *actor.PID
 	gen       uint64
 	keepAlive time.Duration // 0: none
@@ -102,7 +101,7 @@ func (r *reader) run() {
 		return
 	}
 	r.send(pkt)
-	var st readerStart
+	var st *readerStart
 wait:
 	for {
 		select {
@@ -110,9 +109,10 @@ wait:
 			if !ok {
 				return
 			}
-			st = s
-			break wait
-		case <-r.more:
+			if s != nil {
+				st = s
+				break wait
+			}
 			// Enhanced authentication: the client's AUTH, then the actor decides again.
 			pkt, err := r.read()
 			if err != nil {
@@ -129,7 +129,7 @@ wait:
 		}
 	}
 	r.version = r.dec.Version()
-	r.clientID, r.session, r.gen = st.clientID, st.session, st.gen
+	r.session, r.gen = st.session, st.gen
 	r.aliasMax = st.aliasMax
 	if a := r.env.Auth; a != nil {
 		r.user, r.limit = st.user, a.NewPublishLimit()
@@ -379,7 +379,7 @@ func (r *reader) publish(p *codec.Publish) *violation {
 	if p.Properties.Has(codec.PropMessageExpiryInterval) {
 		received = time.Now()
 	}
-	rt := newRoute(r.env, p, r.clientID, r.link, received)
+	rt := newRoute(r.env, p, r.link.ClientID, r.link, received)
 	// Take a credit: when the router is behind, this blocks, the socket is not read, and TCP
 	// pushes back on the client.
 	select {
@@ -468,8 +468,7 @@ type deadlineConn struct {
 	packets   uint64 // complete packets read (the reader counts them)
 	renewed   uint64 // packets when last was set
 	last      int64  // unix ns the timeout runs from: the first read after a complete packet
-	stats     *Stats
-	link      *Link // per-client byte count, for the console
+	link      *Link  // byte counts: the broker's (link.stats) and the client's, for the console
 }
 
 func (d *deadlineConn) Read(b []byte) (int, error) {
@@ -508,7 +507,7 @@ func (d *deadlineConn) Read(b []byte) (int, error) {
 }
 
 func (d *deadlineConn) count(n int) {
-	d.stats.BytesIn.Add(uint64(n))
+	d.link.stats.BytesIn.Add(uint64(n))
 	d.link.BytesIn.Add(uint64(n))
 }
 
@@ -600,9 +599,8 @@ func newReader(env *Env, self *actor.PID, conn net.Conn, link *Link) *reader {
 		env:   env,
 		self:  self,
 		link:  link,
-		src:   deadlineConn{Conn: conn, stats: env.Stats, link: link},
-		start: make(chan readerStart, 1),
-		more:  make(chan struct{}, 1),
+		src:   deadlineConn{Conn: conn, link: link},
+		start: make(chan *readerStart, 1),
 		quit:  make(chan struct{}),
 	}
 	r.burst.src = &r.src

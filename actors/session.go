@@ -7,7 +7,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/actormq/actormq/codec"
-	"github.com/actormq/actormq/store"
 )
 
 // Session is the actor of one client id. It outlives its connections: subscriptions, the
@@ -67,12 +66,9 @@ type sessionState struct {
 	inbound2   map[uint16]struct{} // QoS 2 ids received and not yet released [MQTT-4.3.3-10]
 
 	// The store (session_store.go).
-	stored   bool        // this session's state is in the store
-	seq      uint64      // the last message record number given out
-	batch    store.Batch // this message's writes, committed when the actor has handled it
-	acks     []*route    // acknowledgement shares given up once batch is durable
-	pubcomps []uint16    // PUBCOMPs that wait for the release of their packet id to be durable
-	dirty    bool        // the session record changed
+	stored bool           // this session's state is in the store
+	dirty  bool           // the session record changed
+	w      *sessionWrites // made at the first write: a session that is never stored has none
 
 	// scratch is for fitsDelivery's size check, made the first time a client has a Maximum
 	// Packet Size: most never do, and an idle session should not carry it.

@@ -20,7 +20,8 @@ func (s *Session) take(ctx actor.Context, d Deliver) {
 	if d.ack {
 		d.ack = false
 		if st.stored && d.QoS > 0 {
-			st.acks = append(st.acks, d.flow)
+			w := st.writes()
+			w.acks = append(w.acks, d.flow)
 		} else {
 			d.flow.ackDone() // no longer stored (the client changed its expiry): nothing to wait for
 		}
@@ -312,7 +313,8 @@ func (s *Session) inboundQoS2(ctx actor.Context, m *inboundQoS2) {
 	r.session = ctx.Self()
 	if s.storeInbound(r.pub.PacketID) {
 		r.holdAck() // PUBREC once the id is durable, so a retransmission is known after a crash
-		st.acks = append(st.acks, r)
+		w := st.writes()
+		w.acks = append(w.acks, r)
 	}
 	ctx.Send(s.env.Shards[s.env.shardOf(r.pub.Topic)], r)
 }

@@ -15,10 +15,26 @@ import (
 // A stored session's records: its session record (expiry, will, user, subscriptions), one
 // record per QoS 1/2 message it holds (queued, in flight, or released waiting for PUBCOMP),
 // and the QoS 2 packet ids its client sent and has not released. The actor collects the
-// writes of one message in st.batch and commits them when it has handled the message (flush),
+// writes of one message in st.w.batch and commits them when it has handled the message (flush),
 // so the store always holds the state as of a message handled in full: a failure half-way
 // through one writes nothing of it. What waits for the commit: the publishers' answers of the
-// messages taken (st.acks) and the PUBCOMPs of released ids (st.pubcomps).
+// messages taken (st.w.acks) and the PUBCOMPs of released ids (st.w.pubcomps).
+
+// sessionWrites is what a session writing to the store keeps between messages.
+type sessionWrites struct {
+	seq      uint64      // the last message record number given out
+	batch    store.Batch // this message's writes, committed when the actor has handled it
+	acks     []*route    // acknowledgement shares given up once batch is durable
+	pubcomps []uint16    // PUBCOMPs that wait for the release of their packet id to be durable
+}
+
+// writes returns the session's write state, made on first use.
+func (st *sessionState) writes() *sessionWrites {
+	if st.w == nil {
+		st.w = new(sessionWrites)
+	}
+	return st.w
+}
 
 // storedSession is what the store holds of one session, in the order Load visits it.
 type storedSession struct {
@@ -66,7 +82,7 @@ func (s *Session) storeAll() {
 		s.storeMessage(&st.parked[i])
 	}
 	for id := range st.inbound2 {
-		st.batch.PutInbound(st.clientID, id)
+		st.writes().batch.PutInbound(st.clientID, id)
 	}
 }
 
@@ -79,17 +95,18 @@ func (s *Session) unstore() {
 	st.stored = false
 	st.ref.stored.Store(false)
 	st.dirty = false
-	st.batch.DeleteSession(st.clientID)
+	st.writes().batch.DeleteSession(st.clientID)
 }
 
 // storeMessage writes a QoS 1/2 message the session has taken, as queued.
 func (s *Session) storeMessage(d *Deliver) {
 	st := s.st
 	if d.seq == 0 {
-		st.seq++
-		d.seq = st.seq
+		w := st.writes()
+		w.seq++
+		d.seq = w.seq
 	}
-	st.batch.PutMessage(st.clientID, d.seq, messageRecord(d, 0, store.Queued))
+	st.writes().batch.PutMessage(st.clientID, d.seq, messageRecord(d, 0, store.Queued))
 }
 
 // storeInflight writes where an inflight message stands: sent, or released (QoS 2).
@@ -99,14 +116,15 @@ func (s *Session) storeInflight(o *outMsg) {
 		return
 	}
 	if o.d.seq == 0 { // a retained message for a new subscription: written once it is sent
-		st.seq++
-		o.d.seq = st.seq
+		w := st.writes()
+		w.seq++
+		o.d.seq = w.seq
 	}
 	state := store.Inflight
 	if o.pubrel {
 		state = store.Released
 	}
-	st.batch.PutMessage(st.clientID, o.d.seq, messageRecord(&o.d, o.id, state))
+	st.writes().batch.PutMessage(st.clientID, o.d.seq, messageRecord(&o.d, o.id, state))
 }
 
 func messageRecord(d *Deliver, id uint16, state store.MessageState) *store.MessageRecord {
@@ -117,7 +135,7 @@ func messageRecord(d *Deliver, id uint16, state store.MessageState) *store.Messa
 // forgetMessage deletes the record of a message that completed or was dropped.
 func (s *Session) forgetMessage(seq uint64) {
 	if st := s.st; st.stored && seq != 0 {
-		st.batch.DeleteMessage(st.clientID, seq)
+		st.writes().batch.DeleteMessage(st.clientID, seq)
 	}
 }
 
@@ -127,7 +145,7 @@ func (s *Session) storeInbound(id uint16) bool {
 	if !st.stored {
 		return false
 	}
-	st.batch.PutInbound(st.clientID, id)
+	st.writes().batch.PutInbound(st.clientID, id)
 	return true
 }
 
@@ -135,7 +153,7 @@ func (s *Session) forgetInbound(id uint16) {
 	st := s.st
 	delete(st.inbound2, id)
 	if st.stored {
-		st.batch.DeleteInbound(st.clientID, id)
+		st.writes().batch.DeleteInbound(st.clientID, id)
 	}
 }
 
@@ -144,7 +162,8 @@ func (s *Session) forgetInbound(id uint16) {
 func (s *Session) pubcompAfterCommit(id uint16) {
 	st := s.st
 	if st.stored {
-		st.pubcomps = append(st.pubcomps, id)
+		w := st.writes()
+		w.pubcomps = append(w.pubcomps, id)
 		return
 	}
 	_ = st.link.sendAck(codec.TypePubcomp, id, codec.Success)
@@ -156,14 +175,15 @@ func (s *Session) pubcompAfterCommit(id uint16) {
 func (s *Session) flush() {
 	st := s.st
 	if st.dirty && st.stored {
-		st.batch.PutSession(s.record())
+		st.writes().batch.PutSession(s.record())
 	}
 	st.dirty = false
-	if st.batch.Len() == 0 {
+	w := st.w
+	if w == nil || w.batch.Len() == 0 {
 		return
 	}
-	acks, pubcomps, link := st.acks, st.pubcomps, st.link
-	st.acks, st.pubcomps = nil, nil
+	acks, pubcomps, link := w.acks, w.pubcomps, st.link
+	w.acks, w.pubcomps = nil, nil
 	var done func(error)
 	if len(acks) > 0 || len(pubcomps) > 0 {
 		done = func(err error) {
@@ -178,20 +198,25 @@ func (s *Session) flush() {
 			}
 		}
 	}
-	s.env.Store.Commit(&st.batch, done)
-	st.batch.Reset()
+	s.env.Store.Commit(&w.batch, done)
+	w.batch.Reset()
 }
 
 // dropUncommitted forgets the writes of a message the actor failed on: they were never made,
 // and the publishers waiting for them are told so.
 func (s *Session) dropUncommitted() {
 	st := s.st
-	st.batch.Reset()
-	for _, r := range st.acks {
+	st.dirty = false
+	w := st.w
+	if w == nil {
+		return
+	}
+	w.batch.Reset()
+	for _, r := range w.acks {
 		r.fail()
 		r.ackDone()
 	}
-	st.acks, st.pubcomps, st.dirty = nil, nil, false
+	w.acks, w.pubcomps = nil, nil
 }
 
 // record is the session record as it stands.
@@ -280,7 +305,8 @@ func (s *Session) rebuild(ctx actor.Context, from *storedSession, restoring bool
 	for _, m := range from.msgs {
 		r := m.rec
 		d := Deliver{Pub: r.Pub, QoS: r.QoS, Retain: r.Retain, SubIDs: r.SubIDs, Received: r.Received, seq: m.seq}
-		st.seq = max(st.seq, m.seq)
+		w := st.writes()
+		w.seq = max(w.seq, m.seq)
 		if r.State == store.Queued {
 			st.queue.buf = append(st.queue.buf, d) // as it was, even past a lowered limit
 			continue

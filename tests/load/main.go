@@ -20,6 +20,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"time"
 
 	"github.com/actormq/actormq/codec"
@@ -53,6 +54,7 @@ type options struct {
 	Prefix       string
 	Label        string
 	Sources      int
+	CPUProfile   string
 
 	target target
 	ver    codec.Version
@@ -86,6 +88,7 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Prefix, "prefix", "load", "topic and client id prefix")
 	fs.StringVar(&o.Label, "label", "", "copied into the result (e.g. the broker's name)")
 	fs.BoolVar(&o.Persistent, "persistent", false, "sessions that outlive their connection (3.1.1 clean session off, 5.0 Session Expiry 300 s), which a broker with a store writes to disk")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write the generator's own CPU profile to this file (to see what limits it when it saturates)")
 	fs.IntVar(&o.Sources, "sources", 1, "local addresses 127.0.0.1 … 127.0.0.N to dial from, in turn (past ~14,000 connections per source address, connect(2) itself slows down)")
 }
 
@@ -296,7 +299,18 @@ func main() {
 	if o.GOGC > 0 {
 		debug.SetGCPercent(o.GOGC)
 	}
+	if o.CPUProfile != "" {
+		f, err := os.Create(o.CPUProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "load: -cpuprofile:", err)
+			os.Exit(1)
+		}
+	}
 	res, err := run(&o)
+	pprof.StopCPUProfile()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
 		os.Exit(1)
