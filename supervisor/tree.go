@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
@@ -74,7 +75,7 @@ func (c *connectionsSupervisor) Receive(ctx actor.Context) {
 	case *actors.Accepted:
 		c.n++
 		props := c.env.Props(actors.KindConnection, actors.NewConnection(c.env, m))
-		name := fmt.Sprintf("%s#%d", m.Conn.RemoteAddr(), c.n)
+		name := m.Conn.RemoteAddr().String() + "#" + strconv.FormatUint(c.n, 10)
 		if _, err := ctx.SpawnNamed(props, name); err != nil {
 			_ = m.Conn.Close()
 		}
