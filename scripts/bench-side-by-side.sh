@@ -21,6 +21,8 @@
 #   MOCHI_BIN   a third broker: a mochi-mqtt v2 program that takes -tcp ADDR and -ws ADDR
 #               (listen addresses; built outside this repo, see docs/BENCHMARKS.md)  []
 #   SOURCES     -sources of the load generator (local addresses to dial from) [1]
+#   ONE_CORE    1: also run actormq with GOMAXPROCS=1 ("actormq1"), the same binary and
+#               config on its own ports: the broker on one core, as Mosquitto is     [0]
 #
 # Needs: go, mosquitto, python3 (for the medians), taskset (util-linux).
 set -euo pipefail
@@ -33,6 +35,7 @@ CROSS=${CROSS:-0}
 CONNS=${CONNS:-10000}
 SOURCES=${SOURCES:-1}
 BROKERS="mosquitto actormq"
+[ "${ONE_CORE:-0}" = 1 ] && BROKERS="$BROKERS actormq1"
 [ -n "${MOCHI_BIN:-}" ] && BROKERS="$BROKERS mochi"
 MQTTBENCH_DIR=${MQTTBENCH_DIR:-/work/shared/mqttbench}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -54,6 +57,7 @@ WORKLOADS=(
   "retained_q1|-workload retained -qos 1|-scenario retained -qos 1|retained_ms|all_ms|10,000 retained to a new '#' subscriber, QoS 1 (ms)"
   "retained_q1_n|-workload retained -qos 1|-scenario retained -qos 1|delivered|received|10,000 retained: delivered"
   "connect|-workload connect-rate -conns $CONNS|-scenario conns -conns $CONNS -hold 1s|connects_per_s|connect_per_s|connect rate, 50 in parallel (/s)"
+  "connect_cpu|-workload connect-rate -conns $CONNS|-scenario conns -conns $CONNS -hold 1s|broker_cpu_us_per_msg|broker_cpu_us_per_msg|broker CPU per connect (µs)"
   "idle|-workload idle -conns $CONNS|-scenario conns -conns $CONNS -hold 2s|broker_rss_per_conn_kb|rss_per_conn_kb|$CONNS idle connections: broker RSS per connection (KB)"
   "ws_fanin_q0|WS -workload fan-in -qos 0|WS -scenario fanin -qos 0|deliveries_per_s|msgs_per_s|WebSocket fan-in QoS 0 (deliveries/s)"
   "ws_pairs_q1|WS -workload pairs -qos 1|WS -scenario pairs -qos 1|deliveries_per_s|msgs_per_s|WebSocket 200 pairs QoS 1 (deliveries/s)"
@@ -115,6 +119,17 @@ start_actormq() {
   A_PID=$!; PIDS+=("$A_PID")
 }
 start_actormq
+# actormq1 (optional): the same broker limited to one core (Go's GOMAXPROCS), on its own ports.
+A1_TCP=$(free_port); A1_WS=$(free_port); A1_PID=
+sed -e "s|127.0.0.1:$A_TCP\"|127.0.0.1:$A1_TCP\"|" -e "s|127.0.0.1:$A_TCP5\"|127.0.0.1:$(free_port)\"|" \
+    -e "s|127.0.0.1:$A_WS\"|127.0.0.1:$A1_WS\"|" -e 's|^data_dir = "data"|data_dir = "data1"|' \
+    "$OUT/actormq.toml" >"$OUT/actormq1.toml"
+start_actormq1() {
+  [ "${ONE_CORE:-0}" = 1 ] || return 0
+  GOMAXPROCS=1 "${BROKER_CPU[@]}" "$OUT/actormq" -config "$OUT/actormq1.toml" 2>>"$OUT/actormq1.log" &
+  A1_PID=$!; PIDS+=("$A1_PID")
+}
+start_actormq1
 # mochi (optional): TCP and WebSocket on free loopback ports.
 M_TCP=$(free_port); M_WS=$(free_port); M_PID=
 start_mochi() {
@@ -127,13 +142,14 @@ sleep 1
 # restart_brokers gives the idle workload fresh processes: a broker's RSS after heavier
 # workloads includes freed heap it reuses, which hides the cost of new connections.
 restart_brokers() {
-  kill "$MQ_PID" "$A_PID" $M_PID 2>/dev/null || true
-  wait "$MQ_PID" "$A_PID" $M_PID 2>/dev/null || true
-  start_mosquitto; start_actormq; start_mochi
+  kill "$MQ_PID" "$A_PID" $A1_PID $M_PID 2>/dev/null || true
+  wait "$MQ_PID" "$A_PID" $A1_PID $M_PID 2>/dev/null || true
+  start_mosquitto; start_actormq; start_actormq1; start_mochi
   sleep 1
 }
 kill -0 "$MQ_PID" || { echo "mosquitto did not start: $(cat "$OUT/mosquitto.log")" >&2; exit 1; }
 kill -0 "$A_PID" || { echo "actormq did not start: $(cat "$OUT/actormq.log")" >&2; exit 1; }
+[ -z "$A1_PID" ] || kill -0 "$A1_PID" || { echo "actormq1 did not start: $(cat "$OUT/actormq1.log")" >&2; exit 1; }
 
 url() { # broker ws?
   case "$1/$2" in
@@ -141,11 +157,13 @@ url() { # broker ws?
     mosquitto/1) echo "ws://127.0.0.1:$MQ_WS/mqtt" ;;
     actormq/0) echo "tcp://127.0.0.1:$A_TCP" ;;
     actormq/1) echo "ws://127.0.0.1:$A_WS/mqtt" ;;
+    actormq1/0) echo "tcp://127.0.0.1:$A1_TCP" ;;
+    actormq1/1) echo "ws://127.0.0.1:$A1_WS/mqtt" ;;
     mochi/0) echo "tcp://127.0.0.1:$M_TCP" ;;
     mochi/1) echo "ws://127.0.0.1:$M_WS/mqtt" ;;
   esac
 }
-pid_of() { case "$1" in mosquitto) echo "$MQ_PID" ;; mochi) echo "$M_PID" ;; *) echo "$A_PID" ;; esac; }
+pid_of() { case "$1" in mosquitto) echo "$MQ_PID" ;; mochi) echo "$M_PID" ;; actormq1) echo "$A1_PID" ;; *) echo "$A_PID" ;; esac; }
 
 selected() { [ -z "${ONLY:-}" ] && return 0; for o in $ONLY; do [ "$o" = "$1" ] && return 0; done; return 1; }
 
@@ -155,7 +173,7 @@ for round in $(seq 1 "$ROUNDS"); do
   for entry in "${WORKLOADS[@]}"; do
     IFS='|' read -r name lflags bflags _ _ _ <<<"$entry"
     selected "$name" || continue
-    case "$name" in fanin_q0_cpu|retained_q1_n) continue ;; esac # read from fanin_q0 / retained_q1
+    case "$name" in fanin_q0_cpu|retained_q1_n|connect_cpu) continue ;; esac # read from fanin_q0 / retained_q1 / connect
     for broker in $BROKERS; do
       for tool in load mqttbench; do
         [ "$tool" = mqttbench ] && [ "$CROSS" != 1 ] && continue
@@ -186,6 +204,7 @@ python3 - "$RAW" "$OUT/workloads.txt" "$CROSS" "$BROKERS" <<'PY'
 import json, statistics, sys
 raw, wl, cross = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 mochi = "mochi" in sys.argv[4].split()
+one = "actormq1" in sys.argv[4].split()
 rows = [json.loads(l) for l in open(raw) if l.strip()]
 def metric(r, key, tool):
     if tool == "mqttbench":
@@ -193,7 +212,7 @@ def metric(r, key, tool):
         if key == "rss_per_conn_kb" and "broker_bytes_per_conn" in r: return r["broker_bytes_per_conn"] / 1024
     return r.get(key)
 def med(name, broker, tool, key):
-    src = {"fanin_q0_cpu": "fanin_q0", "retained_q1_n": "retained_q1"}.get(name, name)
+    src = {"fanin_q0_cpu": "fanin_q0", "retained_q1_n": "retained_q1", "connect_cpu": "connect"}.get(name, name)
     vals = [metric(x["r"], key, tool) for x in rows if x["name"] == src and x["broker"] == broker and x["tool"] == tool]
     vals = [v for v in vals if isinstance(v, (int, float))]
     return (statistics.median(vals), len(vals)) if vals else (None, 0)
@@ -203,8 +222,9 @@ def fmt(v):
     if abs(v) >= 10: return f"{v:.1f}"
     return f"{v:.2f}"
 tools = ["load"] + (["mqttbench"] if cross else [])
-per = 5 if mochi else 3
-hdr = "| workload | " + " | ".join(f"mosquitto ({t}) | actormq ({t}) | ratio ({t})" + (f" | mochi ({t}) | actormq/mochi ({t})" if mochi else "") for t in tools) + " |"
+per = 3 + (2 if mochi else 0) + (2 if one else 0)
+hdr = "| workload | " + " | ".join(f"mosquitto ({t}) | actormq ({t}) | ratio ({t})" + (f" | mochi ({t}) | actormq/mochi ({t})" if mochi else "")
+                                  + (f" | actormq, 1 core ({t}) | 1 core/mosquitto ({t})" if one else "") for t in tools) + " |"
 print(hdr); print("|" + "---|" * (1 + per * len(tools)))
 for line in open(wl):
     line = line.rstrip("\n")
@@ -219,6 +239,9 @@ for line in open(wl):
         if mochi:
             mo, _ = med(name, "mochi", t, key)
             cells += [fmt(mo), fmt(a / mo) if (a is not None and mo) else "—"]
+        if one:
+            a1, _ = med(name, "actormq1", t, key)
+            cells += [fmt(a1), fmt(a1 / m) if (a1 is not None and m) else "—"]
     if all(c == "—" for c in cells): continue
     print(f"| {what} | " + " | ".join(cells) + " |")
 errs = [x for x in rows if x["r"].get("error")]
