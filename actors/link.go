@@ -225,6 +225,19 @@ func (l *Link) Finish(last codec.Packet) {
 	l.appendLocked(outItem{kind: itemClose})
 }
 
+// pushSent queues a delivery its session counts as sent already (a stored QoS 2 PUBLISH that
+// waited for its record): past the delivery limit too, since the session's in-flight window
+// bounds how many there can be, and refused only when the connection is closing.
+func (l *Link) pushSent(it outItem) error {
+	l.mu.Lock()
+	if l.closing {
+		l.mu.Unlock()
+		return errLinkClosed
+	}
+	l.appendLocked(it)
+	return nil
+}
+
 // Send queues a control packet.
 func (l *Link) Send(p codec.Packet) error { return l.push(outItem{kind: itemPacket, pkt: p}) }
 

@@ -196,6 +196,15 @@ func (s *Session) send(d Deliver, id uint16, dup bool) sendResult {
 		s.countDrop()
 		return discarded
 	}
+	if st.stored && d.QoS == 2 && !dup {
+		// Exactly once across a crash: the client gets this PUBLISH under its packet id only
+		// once the record of that id is durable (flush). Otherwise a crash in between would
+		// leave the message queued in the store, and the restarted session would send it again
+		// under a new id, which the client takes for a new message.
+		w := st.writes()
+		w.held = append(w.held, it)
+		return sent
+	}
 	if st.link.push(it) != nil {
 		return writerFull
 	}

@@ -26,6 +26,7 @@ type sessionWrites struct {
 	batch    store.Batch // this message's writes, committed when the actor has handled it
 	acks     []*route    // acknowledgement shares given up once batch is durable
 	pubcomps []uint16    // PUBCOMPs that wait for the release of their packet id to be durable
+	held     []outItem   // QoS 2 PUBLISHes that wait for the record of their packet id (sendHeld)
 }
 
 // writes returns the session's write state, made on first use.
@@ -182,10 +183,10 @@ func (s *Session) flush() {
 	if w == nil || w.batch.Len() == 0 {
 		return
 	}
-	acks, pubcomps, link := w.acks, w.pubcomps, st.link
-	w.acks, w.pubcomps = nil, nil
+	acks, pubcomps, held, link := w.acks, w.pubcomps, w.held, st.link
+	w.acks, w.pubcomps, w.held = nil, nil, nil
 	var done func(error)
-	if len(acks) > 0 || len(pubcomps) > 0 {
+	if len(acks) > 0 || len(pubcomps) > 0 || len(held) > 0 {
 		done = func(err error) {
 			for _, r := range acks {
 				if err != nil {
@@ -195,6 +196,13 @@ func (s *Session) flush() {
 			}
 			for _, id := range pubcomps {
 				_ = link.sendAck(codec.TypePubcomp, id, codec.Success)
+			}
+			// Sent even if the commit failed: the client should not wait for a store that
+			// fails, and the message stays in flight for a resend on its next connection.
+			for _, it := range held {
+				if link != nil {
+					_ = link.pushSent(it)
+				}
 			}
 		}
 	}
@@ -212,6 +220,7 @@ func (s *Session) dropUncommitted() {
 		return
 	}
 	w.batch.Reset()
+	w.held = nil // in flight, unsent: the restarted session resends them from the store
 	for _, r := range w.acks {
 		r.fail()
 		r.ackDone()

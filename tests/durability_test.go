@@ -84,12 +84,21 @@ func TestDurableQueuedMessagesSurviveRestart(t *testing.T) {
 	if !ack.SessionPresent {
 		t.Error("3.1.1: the stored session is not present after the restart")
 	}
-	// All three come at once (the window allows): read them, then acknowledge each.
+	// All three come at once (the window allows): read them, then acknowledge each. Order is
+	// kept per topic and QoS [MQTT-4.6.0-6], not across them: a stored session's QoS 2
+	// delivery waits for the record of its packet id, so a QoS 1 message may overtake it.
 	var got []*codec.Publish
-	for _, w := range want {
+	seen := map[string]bool{}
+	for range want {
 		m := v3ReadPublish(sub3)
-		if m.Topic != w.topic || string(m.Payload) != w.payload || m.QoS != w.qos {
-			t.Fatalf("3.1.1 after restart: %s %q QoS %d, want %s %q QoS %d", m.Topic, m.Payload, m.QoS, w.topic, w.payload, w.qos)
+		ok := false
+		for _, w := range want {
+			if m.Topic == w.topic && string(m.Payload) == w.payload && m.QoS == w.qos && !seen[w.topic] {
+				seen[w.topic], ok = true, true
+			}
+		}
+		if !ok {
+			t.Fatalf("3.1.1 after restart: %s %q QoS %d, not one of %v or a repeat", m.Topic, m.Payload, m.QoS, want)
 		}
 		got = append(got, m)
 	}
@@ -111,10 +120,17 @@ func TestDurableQueuedMessagesSurviveRestart(t *testing.T) {
 	if !ack5.SessionPresent {
 		t.Error("5.0: the stored session is not present after the restart")
 	}
-	for _, w := range want {
-		m := sub5.receiveMsg(w.topic, w.payload)
-		if m.QoS != w.qos {
-			t.Errorf("5.0: %s at QoS %d, want %d", w.topic, m.QoS, w.qos)
+	seen5 := map[string]bool{}
+	for range want {
+		m := sub5.receive()
+		ok := false
+		for _, w := range want {
+			if m.Topic == w.topic && string(m.Payload) == w.payload && m.QoS == w.qos && !seen5[w.topic] {
+				seen5[w.topic], ok = true, true
+			}
+		}
+		if !ok {
+			t.Fatalf("5.0 after restart: %s %q QoS %d, not one of %v or a repeat", m.Topic, m.Payload, m.QoS, want)
 		}
 	}
 	sub5.quiet(v5Quiet)

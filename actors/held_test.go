@@ -1,0 +1,112 @@
+package actors
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/actormq/actormq/codec"
+	"github.com/actormq/actormq/config"
+	"github.com/actormq/actormq/store"
+)
+
+// gatedStore applies every batch at once but holds the commit callbacks until open: a store
+// whose group commit has not reached the disk yet.
+type gatedStore struct {
+	store.Store
+	mu      sync.Mutex
+	open    bool
+	pending []func()
+}
+
+func (g *gatedStore) Commit(b *store.Batch, done func(error)) {
+	g.Store.Commit(b, func(err error) {
+		if done == nil {
+			return
+		}
+		g.mu.Lock()
+		if !g.open {
+			g.pending = append(g.pending, func() { done(err) })
+			g.mu.Unlock()
+			return
+		}
+		g.mu.Unlock()
+		done(err)
+	})
+}
+
+func (g *gatedStore) release() {
+	g.mu.Lock()
+	g.open = true
+	p := g.pending
+	g.pending = nil
+	g.mu.Unlock()
+	for _, f := range p {
+		f()
+	}
+}
+
+// A stored session sends a QoS 2 message to its client only once the record of the packet id
+// it is sent under is durable. Sent earlier, a crash before the commit would leave it queued
+// in the store, and the restarted session would send it again under a new packet id, which
+// the client must take for a new message: delivered twice, against QoS 2's exactly once
+// [MQTT-4.3.3-1]. QoS 1 and the CONNACK are not held.
+func TestStoredQoS2WaitsForItsRecord(t *testing.T) {
+	sys := quietSystem()
+	defer sys.Shutdown()
+	st := &gatedStore{Store: store.NewMemory()}
+	env := NewEnv(sys, config.Default(), zap.NewNop(), st)
+	ref := &sessionRef{clientID: "held"}
+	pid, err := sys.Root.SpawnNamed(env.sessionProps("held", ref, nil, false), "held")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref.pid = pid
+	conn := &recordConn{}
+	link := newLink(conn, &Stats{}, 16, 16, 0)
+	link.Version = codec.V5
+	link.ClientID = "held"
+	sys.Root.Send(pid, &attachRequest{clientID: "held", expiry: 300, link: link, conn: sys.NewLocalPID("conn"),
+		connack: &codec.Connack{}, receiveMax: 10, gen: 1})
+	waitForBytes(t, conn, 1)
+	connack := len(conn.bytes())
+
+	sys.Root.Send(pid, &Deliver{Pub: &codec.Publish{Topic: "t/2", QoS: 2, Payload: []byte("two")}, QoS: 2})
+	sys.Root.Send(pid, &Deliver{Pub: &codec.Publish{Topic: "t/1", QoS: 1, Payload: []byte("one")}, QoS: 1})
+	waitForBytes(t, conn, connack+1)
+	time.Sleep(100 * time.Millisecond) // time for a wrongly sent QoS 2 PUBLISH to show
+	got := decodeAll(t, conn.bytes()[connack:])
+	if len(got) != 1 || got[0].QoS != 1 {
+		t.Fatalf("before the commit: %d PUBLISHes (%v), want only the QoS 1 one", len(got), got)
+	}
+
+	st.release()
+	waitForBytes(t, conn, len(conn.bytes())+1)
+	got = decodeAll(t, conn.bytes()[connack:])
+	if len(got) != 2 || got[1].QoS != 2 || got[1].Topic != "t/2" || got[1].PacketID == 0 || got[1].Dup {
+		t.Fatalf("after the commit: %v, want the QoS 2 PUBLISH second, with a packet id, DUP 0", got)
+	}
+	if got[1].PacketID == got[0].PacketID {
+		t.Errorf("QoS 1 and QoS 2 messages in flight share packet id %d", got[0].PacketID)
+	}
+}
+
+func decodeAll(t *testing.T, b []byte) []*codec.Publish {
+	t.Helper()
+	var out []*codec.Publish
+	for len(b) > 0 {
+		p, n, err := codec.Decode(b, codec.V5)
+		if err != nil {
+			t.Fatalf("decode % x: %v", b, err)
+		}
+		pub, ok := p.(*codec.Publish)
+		if !ok {
+			t.Fatalf("got %v, want only PUBLISH packets", p.Type())
+		}
+		out = append(out, pub)
+		b = b[n:]
+	}
+	return out
+}
