@@ -37,6 +37,12 @@ func (g *gatedStore) Commit(b *store.Batch, done func(error)) {
 	})
 }
 
+func (g *gatedStore) hold() {
+	g.mu.Lock()
+	g.open = false
+	g.mu.Unlock()
+}
+
 func (g *gatedStore) release() {
 	g.mu.Lock()
 	g.open = true
@@ -52,7 +58,8 @@ func (g *gatedStore) release() {
 // it is sent under is durable. Sent earlier, a crash before the commit would leave it queued
 // in the store, and the restarted session would send it again under a new packet id, which
 // the client must take for a new message: delivered twice, against QoS 2's exactly once
-// [MQTT-4.3.3-1]. QoS 1 and the CONNACK are not held.
+// [MQTT-4.3.3-1]. QoS 1 and the CONNACK are not held; the PUBREL is, until the release is
+// durable.
 func TestStoredQoS2WaitsForItsRecord(t *testing.T) {
 	sys := quietSystem()
 	defer sys.Shutdown()
@@ -90,6 +97,23 @@ func TestStoredQoS2WaitsForItsRecord(t *testing.T) {
 	}
 	if got[1].PacketID == got[0].PacketID {
 		t.Errorf("QoS 1 and QoS 2 messages in flight share packet id %d", got[0].PacketID)
+	}
+
+	// The PUBREL waits for the record that the message is released: sent before it, a crash
+	// would make the restarted session send the PUBLISH again to a client that has already
+	// released its id, and that takes it for a new message.
+	st.hold()
+	before := len(conn.bytes())
+	sys.Root.Send(pid, &clientPacket{gen: 1, pkt: &codec.Pubrec{PacketID: got[1].PacketID}})
+	time.Sleep(100 * time.Millisecond)
+	if n := len(conn.bytes()); n != before {
+		t.Fatalf("%d bytes sent before the release was durable (% x), want none", n-before, conn.bytes()[before:])
+	}
+	st.release()
+	waitForBytes(t, conn, before+1)
+	p, _, err := codec.Decode(conn.bytes()[before:], codec.V5)
+	if rel, ok := p.(*codec.Pubrel); err != nil || !ok || rel.PacketID != got[1].PacketID {
+		t.Errorf("after the commit: %v %v, want PUBREL %d", p, err, got[1].PacketID)
 	}
 }
 

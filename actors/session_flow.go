@@ -279,7 +279,16 @@ func (s *Session) clientPacket(ctx actor.Context, pkt codec.Packet) {
 		default:
 			o.pubrel = true
 			s.storeInflight(o)
-			_ = st.link.sendAck(codec.TypePubrel, p.PacketID, codec.Success)
+			rel := outItem{kind: itemAck, ackType: codec.TypePubrel, id: p.PacketID, ackCode: codec.Success}
+			if st.stored {
+				// PUBREL once "released" is durable: a crash before it would make the restarted
+				// session send the PUBLISH again, which a client that already had its PUBREL
+				// takes for a new message [MQTT-4.3.3-1].
+				w := st.writes()
+				w.held = append(w.held, rel)
+			} else {
+				_ = st.link.push(rel)
+			}
 		}
 	case *codec.Pubcomp:
 		if o := st.inflight[p.PacketID]; o != nil && o.pubrel {

@@ -26,7 +26,7 @@ type sessionWrites struct {
 	batch    store.Batch // this message's writes, committed when the actor has handled it
 	acks     []*route    // acknowledgement shares given up once batch is durable
 	pubcomps []uint16    // PUBCOMPs that wait for the release of their packet id to be durable
-	held     []outItem   // QoS 2 PUBLISHes that wait for the record of their packet id (sendHeld)
+	held     []outItem   // QoS 2 PUBLISHes and PUBRELs that wait for the record they depend on
 }
 
 // writes returns the session's write state, made on first use.
