@@ -196,13 +196,12 @@ func (s *Session) send(d Deliver, id uint16, dup bool) sendResult {
 		s.countDrop()
 		return discarded
 	}
-	if st.stored && d.QoS == 2 && !dup {
-		// Exactly once across a crash: the client gets this PUBLISH under its packet id only
-		// once the record of that id is durable (flush). Otherwise a crash in between would
-		// leave the message queued in the store, and the restarted session would send it again
-		// under a new id, which the client takes for a new message.
-		w := st.writes()
-		w.held = append(w.held, it)
+	if d.QoS == 2 && !dup {
+		// Under its packet id only once the record of that id is durable: else a crash in
+		// between leaves it queued in the store, to be sent again under a new id.
+		if s.sendAfterCommit(it) != nil {
+			return writerFull
+		}
 		return sent
 	}
 	if st.link.push(it) != nil {
@@ -279,16 +278,7 @@ func (s *Session) clientPacket(ctx actor.Context, pkt codec.Packet) {
 		default:
 			o.pubrel = true
 			s.storeInflight(o)
-			rel := outItem{kind: itemAck, ackType: codec.TypePubrel, id: p.PacketID, ackCode: codec.Success}
-			if st.stored {
-				// PUBREL once "released" is durable: a crash before it would make the restarted
-				// session send the PUBLISH again, which a client that already had its PUBREL
-				// takes for a new message [MQTT-4.3.3-1].
-				w := st.writes()
-				w.held = append(w.held, rel)
-			} else {
-				_ = st.link.push(rel)
-			}
+			_ = s.sendAfterCommit(outItem{kind: itemAck, ackType: codec.TypePubrel, id: p.PacketID, ackCode: codec.Success})
 		}
 	case *codec.Pubcomp:
 		if o := st.inflight[p.PacketID]; o != nil && o.pubrel {
@@ -296,9 +286,8 @@ func (s *Session) clientPacket(ctx actor.Context, pkt codec.Packet) {
 		}
 	case *codec.Pubrel:
 		if _, ok := st.inbound2[p.PacketID]; ok {
-			// PUBCOMP once the release is durable: a client that got it may reuse the id.
 			s.forgetInbound(p.PacketID)
-			s.pubcompAfterCommit(p.PacketID)
+			_ = s.sendAfterCommit(outItem{kind: itemAck, ackType: codec.TypePubcomp, id: p.PacketID, ackCode: codec.Success})
 		} else {
 			code := codec.Success
 			if v5 {

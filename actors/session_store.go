@@ -18,15 +18,15 @@ import (
 // writes of one message in st.w.batch and commits them when it has handled the message (flush),
 // so the store always holds the state as of a message handled in full: a failure half-way
 // through one writes nothing of it. What waits for the commit: the publishers' answers of the
-// messages taken (st.w.acks) and the PUBCOMPs of released ids (st.w.pubcomps).
+// messages taken (st.w.acks), and the packets to the client that must not go out before the
+// record they depend on (st.w.held, sendAfterCommit).
 
 // sessionWrites is what a session writing to the store keeps between messages.
 type sessionWrites struct {
-	seq      uint64      // the last message record number given out
-	batch    store.Batch // this message's writes, committed when the actor has handled it
-	acks     []*route    // acknowledgement shares given up once batch is durable
-	pubcomps []uint16    // PUBCOMPs that wait for the release of their packet id to be durable
-	held     []outItem   // QoS 2 PUBLISHes and PUBRELs that wait for the record they depend on
+	seq   uint64      // the last message record number given out
+	batch store.Batch // this message's writes, committed when the actor has handled it
+	acks  []*route    // acknowledgement shares given up once batch is durable
+	held  []outItem   // packets to the client that wait for batch (sendAfterCommit)
 }
 
 // writes returns the session's write state, made on first use.
@@ -158,16 +158,21 @@ func (s *Session) forgetInbound(id uint16) {
 	}
 }
 
-// pubcompAfterCommit answers a PUBREL once the release of its id is durable: a client that has
-// its PUBCOMP may use the id for a new message, which must not be taken for a retransmission.
-func (s *Session) pubcompAfterCommit(id uint16) {
+// sendAfterCommit sends a packet to the client once what this message wrote is durable, when
+// the session is stored, and at once otherwise. It is for the packets that tell the client a
+// record exists: the first send of a QoS 2 message (under the packet id its record holds), its
+// PUBREL (after "released": else a restarted session would send the PUBLISH again to a client
+// that has released the id), and the PUBCOMP of an inbound release (a client with its PUBCOMP
+// may use the id for a new message, which must not be taken for a retransmission). Sent before
+// the commit, a crash in between makes the client take a message twice [MQTT-4.3.3-1].
+func (s *Session) sendAfterCommit(it outItem) error {
 	st := s.st
-	if st.stored {
-		w := st.writes()
-		w.pubcomps = append(w.pubcomps, id)
-		return
+	if !st.stored {
+		return st.link.push(it)
 	}
-	_ = st.link.sendAck(codec.TypePubcomp, id, codec.Success)
+	w := st.writes()
+	w.held = append(w.held, it)
+	return nil
 }
 
 // flush commits what handling one message wrote. With the memory store the callback runs
@@ -183,10 +188,10 @@ func (s *Session) flush() {
 	if w == nil || w.batch.Len() == 0 {
 		return
 	}
-	acks, pubcomps, held, link := w.acks, w.pubcomps, w.held, st.link
-	w.acks, w.pubcomps, w.held = nil, nil, nil
+	acks, held, link := w.acks, w.held, st.link
+	w.acks, w.held = nil, nil
 	var done func(error)
-	if len(acks) > 0 || len(pubcomps) > 0 || len(held) > 0 {
+	if len(acks) > 0 || len(held) > 0 {
 		done = func(err error) {
 			for _, r := range acks {
 				if err != nil {
@@ -194,11 +199,8 @@ func (s *Session) flush() {
 				}
 				r.ackDone()
 			}
-			for _, id := range pubcomps {
-				_ = link.sendAck(codec.TypePubcomp, id, codec.Success)
-			}
-			// Sent even if the commit failed: the client should not wait for a store that
-			// fails, and the message stays in flight for a resend on its next connection.
+			// Sent even if the commit failed: the client should not wait on a failing store
+			// (a message stays in flight for a resend on its next connection).
 			for _, it := range held {
 				if link != nil {
 					_ = link.pushSent(it)
@@ -220,12 +222,12 @@ func (s *Session) dropUncommitted() {
 		return
 	}
 	w.batch.Reset()
-	w.held = nil // in flight, unsent: the restarted session resends them from the store
+	w.held = nil // unsent: the restarted session answers again from the store
 	for _, r := range w.acks {
 		r.fail()
 		r.ackDone()
 	}
-	w.acks, w.pubcomps = nil, nil
+	w.acks = nil
 }
 
 // record is the session record as it stands.
