@@ -76,10 +76,7 @@ func TestDurableQueuedMessagesSurviveRestart(t *testing.T) {
 
 	r.restart()
 
-	want := []struct {
-		topic, payload string
-		qos            byte
-	}{{"d/1", "one", 1}, {"d/2", "two", 2}, {"d/r", "kept", 1}}
+	want := []queuedMsg{{"d/1", "one", 1}, {"d/2", "two", 2}, {"d/r", "kept", 1}}
 	sub3, ack := v3RawConnect(t, r.TCP311, "sub311", v3NotClean)
 	if !ack.SessionPresent {
 		t.Error("3.1.1: the stored session is not present after the restart")
@@ -87,21 +84,7 @@ func TestDurableQueuedMessagesSurviveRestart(t *testing.T) {
 	// All three come at once (the window allows): read them, then acknowledge each. Order is
 	// kept per topic and QoS [MQTT-4.6.0-6], not across them: a stored session's QoS 2
 	// delivery waits for the record of its packet id, so a QoS 1 message may overtake it.
-	var got []*codec.Publish
-	seen := map[string]bool{}
-	for range want {
-		m := v3ReadPublish(sub3)
-		ok := false
-		for _, w := range want {
-			if m.Topic == w.topic && string(m.Payload) == w.payload && m.QoS == w.qos && !seen[w.topic] {
-				seen[w.topic], ok = true, true
-			}
-		}
-		if !ok {
-			t.Fatalf("3.1.1 after restart: %s %q QoS %d, not one of %v or a repeat", m.Topic, m.Payload, m.QoS, want)
-		}
-		got = append(got, m)
-	}
+	got := expectEachOnce(t, "3.1.1", want, func() *codec.Publish { return v3ReadPublish(sub3) })
 	for _, m := range got {
 		switch m.QoS {
 		case 1:
@@ -120,19 +103,7 @@ func TestDurableQueuedMessagesSurviveRestart(t *testing.T) {
 	if !ack5.SessionPresent {
 		t.Error("5.0: the stored session is not present after the restart")
 	}
-	seen5 := map[string]bool{}
-	for range want {
-		m := sub5.receive()
-		ok := false
-		for _, w := range want {
-			if m.Topic == w.topic && string(m.Payload) == w.payload && m.QoS == w.qos && !seen5[w.topic] {
-				seen5[w.topic], ok = true, true
-			}
-		}
-		if !ok {
-			t.Fatalf("5.0 after restart: %s %q QoS %d, not one of %v or a repeat", m.Topic, m.Payload, m.QoS, want)
-		}
-	}
+	expectEachOnce(t, "5.0", want, sub5.receive)
 	sub5.quiet(v5Quiet)
 
 	late, _ := v5Connect(t, r.testBroker, "late")
@@ -144,6 +115,31 @@ func TestDurableQueuedMessagesSurviveRestart(t *testing.T) {
 	sub3.Send(&codec.Disconnect{})
 	sub5.endSession()
 	endSessions(t, r.testBroker, "sub311")
+}
+
+// queuedMsg is a message a stored session holds: one per topic in these tests.
+type queuedMsg struct {
+	topic, payload string
+	qos            byte
+}
+
+// expectEachOnce reads len(want) PUBLISHes with next and checks that each of want came once,
+// in any order, and returns them in the order they came.
+func expectEachOnce(t *testing.T, who string, want []queuedMsg, next func() *codec.Publish) []*codec.Publish {
+	t.Helper()
+	var got []*codec.Publish
+	seen := map[string]bool{}
+	for range want {
+		m := next()
+		if i := slices.IndexFunc(want, func(w queuedMsg) bool {
+			return m.Topic == w.topic && string(m.Payload) == w.payload && m.QoS == w.qos
+		}); i < 0 || seen[m.Topic] {
+			t.Fatalf("%s after restart: %s %q QoS %d, not one of %v or a repeat", who, m.Topic, m.Payload, m.QoS, want)
+		}
+		seen[m.Topic] = true
+		got = append(got, m)
+	}
+	return got
 }
 
 // TestDurableInflightResumedAfterRestart: messages sent but not acknowledged when the broker
