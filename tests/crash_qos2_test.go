@@ -3,7 +3,6 @@ package tests
 import (
 	"cmp"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"slices"
@@ -35,10 +34,7 @@ func TestCrashKill9QoS2ExactlyOnce(t *testing.T) {
 			"before the copies routed to its subscribers are, and a kill -9 between the two loses the message " +
 			"(docs/RELIABILITY.md, Known limits); ACTORMQ_QOS2_CRASH=1 runs it")
 	}
-	kills := 4
-	if os.Getenv("ACTORMQ_LONG") != "" {
-		kills = 25
-	}
+	kills := crashKills()
 	cr := newCrashBroker(t)
 	cr.start()
 
@@ -57,14 +53,10 @@ func TestCrashKill9QoS2ExactlyOnce(t *testing.T) {
 		wg.Add(1)
 		go func(p *crashQoS2Publisher) { defer wg.Done(); p.run(stop) }(pubs[i])
 	}
-	for k := range kills {
-		time.Sleep(time.Duration(200+rand.IntN(500)) * time.Millisecond)
-		cr.kill()
+	cr.killAtRandom(kills, func(k int) {
 		epoch.Add(1)
-		t.Logf("kill %d: %d acknowledged so far, %d received, %d duplicates", k+1, countAckedQoS2(pubs), sub.count(), sub.duplicates())
-		cr.start()
-	}
-	time.Sleep(500 * time.Millisecond) // a last stretch of traffic after the last restart
+		t.Logf("kill %d: %d acknowledged so far, %d received, %d duplicates", k, countAckedQoS2(pubs), sub.count(), sub.duplicates())
+	})
 	close(stop)
 	wg.Wait()
 
@@ -104,9 +96,7 @@ func TestCrashKill9QoS2ExactlyOnce(t *testing.T) {
 		}
 		t.Logf("broker warnings and errors (%d):\n%s", len(lines), strings.Join(lines[:min(len(lines), 30)], "\n"))
 	}
-	if strings.Contains(cr.log.String(), "panic") {
-		t.Errorf("the broker logged a panic:\n%s", cr.log.String())
-	}
+	cr.expectNoPanic()
 }
 
 func countAckedQoS2(pubs []*crashQoS2Publisher) int {
@@ -175,20 +165,10 @@ type crashQoS2Publisher struct {
 }
 
 func (p *crashQoS2Publisher) run(stop <-chan struct{}) {
-	for {
-		conn, r, ok := crashDial(p.addr, p.id, stop)
-		if !ok {
-			return
-		}
+	crashSessions(p.addr, p.id, stop, func(conn net.Conn, r *codec.Reader) {
 		p.conns++
 		p.session(conn, r, stop)
-		_ = conn.Close()
-		select {
-		case <-stop:
-			return
-		default:
-		}
-	}
+	})
 }
 
 func (p *crashQoS2Publisher) session(conn net.Conn, r *codec.Reader, stop <-chan struct{}) {

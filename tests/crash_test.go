@@ -27,10 +27,7 @@ func TestCrashKill9LosesNothingAcknowledged(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the broker and kills it several times")
 	}
-	kills := 4
-	if os.Getenv("ACTORMQ_LONG") != "" {
-		kills = 25
-	}
+	kills := crashKills()
 	cr := newCrashBroker(t)
 	cr.start()
 
@@ -44,13 +41,9 @@ func TestCrashKill9LosesNothingAcknowledged(t *testing.T) {
 		wg.Add(1)
 		go func(p *crashPublisher) { defer wg.Done(); p.run(stop) }(pubs[i])
 	}
-	for k := range kills {
-		time.Sleep(time.Duration(200+rand.IntN(500)) * time.Millisecond)
-		cr.kill()
-		t.Logf("kill %d: %d acknowledged so far, %d received", k+1, countAcked(pubs), sub.count())
-		cr.start()
-	}
-	time.Sleep(500 * time.Millisecond) // a last stretch of traffic after the last restart
+	cr.killAtRandom(kills, func(k int) {
+		t.Logf("kill %d: %d acknowledged so far, %d received", k, countAcked(pubs), sub.count())
+	})
 	close(stop)
 	wg.Wait()
 
@@ -83,9 +76,15 @@ func TestCrashKill9LosesNothingAcknowledged(t *testing.T) {
 	t.Logf("%d kills, %d messages acknowledged, all received (%d deliveries, duplicates allowed at QoS 1)", kills, total, sub.deliveries())
 	sub.close()
 	cr.stopGracefully()
-	if strings.Contains(cr.log.String(), "panic") {
-		t.Errorf("the broker logged a panic:\n%s", cr.log.String())
+	cr.expectNoPanic()
+}
+
+// crashKills is how many times a crash test kills the broker: 4, or 25 with ACTORMQ_LONG set.
+func crashKills() int {
+	if os.Getenv("ACTORMQ_LONG") != "" {
+		return 25
 	}
+	return 4
 }
 
 func countAcked(pubs []*crashPublisher) int {
@@ -170,6 +169,25 @@ func (c *crashBroker) kill() {
 	c.cmd = nil
 }
 
+// killAtRandom kills the running broker kills times, 200–700 ms apart, and starts it again
+// after each kill; killed(k) runs while it is down (k from 1). It ends after a last stretch of
+// traffic on the restarted broker.
+func (c *crashBroker) killAtRandom(kills int, killed func(k int)) {
+	for k := range kills {
+		time.Sleep(time.Duration(200+rand.IntN(500)) * time.Millisecond)
+		c.kill()
+		killed(k + 1)
+		c.start()
+	}
+	time.Sleep(500 * time.Millisecond)
+}
+
+func (c *crashBroker) expectNoPanic() {
+	if strings.Contains(c.log.String(), "panic") {
+		c.t.Errorf("the broker logged a panic:\n%s", c.log.String())
+	}
+}
+
 func (c *crashBroker) stopGracefully() {
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)
 	_ = c.cmd.Wait()
@@ -218,12 +236,18 @@ type crashPublisher struct {
 }
 
 func (p *crashPublisher) run(stop <-chan struct{}) {
+	crashSessions(p.addr, p.id, stop, func(conn net.Conn, r *codec.Reader) { p.session(conn, r, stop) })
+}
+
+// crashSessions connects clientID and runs session on the connection, again after every lost
+// connection (every kill of the broker), until stop is closed.
+func crashSessions(addr, clientID string, stop <-chan struct{}, session func(net.Conn, *codec.Reader)) {
 	for {
-		conn, r, ok := crashDial(p.addr, p.id, stop)
+		conn, r, ok := crashDial(addr, clientID, stop)
 		if !ok {
 			return
 		}
-		p.session(conn, r, stop)
+		session(conn, r)
 		_ = conn.Close()
 		select {
 		case <-stop:
