@@ -11,6 +11,7 @@ import (
 
 	"github.com/actormq/actormq/codec"
 	"github.com/actormq/actormq/config"
+	"github.com/actormq/actormq/internal/brokertest"
 	"strconv"
 
 	"github.com/prometheus/common/expfmt"
@@ -529,21 +530,10 @@ func TestMetricsParseAndMatchTraffic(t *testing.T) {
 		t.Fatalf("/metrics is not valid Prometheus text: %v", err)
 	}
 	value := func(name string, labels map[string]string) float64 {
-		f := families[name]
-		if f == nil {
+		if families[name] == nil {
 			t.Fatalf("no metric family %s", name)
 		}
-	next:
-		for _, m := range f.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for k, v := range labels {
-				if have[k] != v {
-					continue next
-				}
-			}
+		for _, m := range brokertest.Series(families, name, labels) {
 			switch {
 			case m.GetCounter() != nil:
 				return m.GetCounter().GetValue()

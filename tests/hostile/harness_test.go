@@ -174,17 +174,7 @@ func (h *harness) metric(name string, labels map[string]string) (float64, error)
 		return 0, fmt.Errorf("not Prometheus text: %w", err)
 	}
 	var sum float64
-next:
-	for _, m := range families[name].GetMetric() {
-		have := map[string]string{}
-		for _, l := range m.GetLabel() {
-			have[l.GetName()] = l.GetValue()
-		}
-		for k, v := range labels {
-			if have[k] != v {
-				continue next
-			}
-		}
+	for _, m := range brokertest.Series(families, name, labels) {
 		sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 	}
 	return sum, nil
