@@ -117,7 +117,23 @@ func serve(t *testing.T, f *fake) *httptest.Server {
 	return ts
 }
 
+// do sends a request and decodes a JSON answer into out (when not nil); it returns the status.
 func do(t *testing.T, method, u string, hdr map[string]string, out any) int {
+	t.Helper()
+	code, ct, body := request(t, method, u, hdr)
+	if out != nil && ct != "application/json" {
+		t.Errorf("%s %s: content type %q", method, u, ct)
+	}
+	if out != nil {
+		if err := json.Unmarshal(body, out); err != nil {
+			t.Fatalf("%s %s: %q: %v", method, u, body, err)
+		}
+	}
+	return code
+}
+
+// request sends a request and returns the status, the content type and the body.
+func request(t *testing.T, method, u string, hdr map[string]string) (int, string, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(method, u, nil)
 	for k, v := range hdr {
@@ -129,15 +145,7 @@ func do(t *testing.T, method, u string, hdr map[string]string, out any) int {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	if ct := resp.Header.Get("Content-Type"); out != nil && ct != "application/json" {
-		t.Errorf("%s %s: content type %q", method, u, ct)
-	}
-	if out != nil {
-		if err := json.Unmarshal(body, out); err != nil {
-			t.Fatalf("%s %s: %q: %v", method, u, body, err)
-		}
-	}
-	return resp.StatusCode
+	return resp.StatusCode, resp.Header.Get("Content-Type"), body
 }
 
 func TestReads(t *testing.T) {
@@ -254,17 +262,8 @@ func TestProfiles(t *testing.T) {
 	f := newFake()
 	ts := serve(t, f)
 	get := func(hdr map[string]string) (int, string) {
-		req, _ := http.NewRequest("GET", ts.URL+"/debug/pprof/heap?debug=1", nil)
-		for k, v := range hdr {
-			req.Header.Set(k, v)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
+		code, _, body := request(t, "GET", ts.URL+"/debug/pprof/heap?debug=1", hdr)
+		return code, string(body)
 	}
 	if code, body := get(nil); code != 200 || !strings.Contains(body, "heap profile") {
 		t.Errorf("heap profile without a token set: %d %.80q", code, body)
