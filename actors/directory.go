@@ -225,10 +225,10 @@ func (s *Session) report() {
 	}
 }
 
-// countDrop counts a message dropped for this client.
-func (s *Session) countDrop() {
+// countDrops counts messages dropped for this client, for the console.
+func (s *Session) countDrops(n uint64) {
 	if e := s.st.dir; e != nil {
-		e.dropped.Add(1)
+		e.dropped.Add(n)
 	}
 }
 

@@ -17,18 +17,17 @@ import (
 // anything else happens to it, and the publisher's answer waits for that write.
 func (s *Session) take(ctx actor.Context, d Deliver) {
 	st := s.st
-	if d.ack {
-		d.ack = false
-		if st.stored && d.QoS > 0 {
+	switch {
+	case st.stored && d.QoS > 0:
+		s.storeMessage(&d)
+		if d.ack {
 			w := st.writes()
 			w.acks = append(w.acks, d.flow)
-		} else {
-			d.flow.ackDone() // no longer stored (the client changed its expiry): nothing to wait for
 		}
+	case d.ack:
+		d.flow.ackDone() // no longer stored (the client changed its expiry): nothing to wait for
 	}
-	if st.stored && d.QoS > 0 {
-		s.storeMessage(&d)
-	}
+	d.ack = false
 	s.enqueue(ctx, d)
 }
 
@@ -62,7 +61,7 @@ func (s *Session) enqueue(ctx actor.Context, d Deliver) {
 func (s *Session) queue(d Deliver) {
 	if dropped, ok := s.st.queue.push(d, s.env.Cfg.Sessions.QueueDropPolicy == "drop_newest"); ok {
 		s.env.Stats.DroppedQueue.Add(1)
-		s.countDrop()
+		s.countDrops(1)
 		s.forgetMessage(dropped.seq)
 	}
 }
@@ -183,7 +182,7 @@ func (s *Session) send(d Deliver, id uint16, dup bool) sendResult {
 		elapsed := uint32(time.Since(d.Received) / time.Second)
 		if elapsed >= e {
 			s.env.Stats.DroppedExpired.Add(1) // [MQTT-3.3.2-5]
-			s.countDrop()
+			s.countDrops(1)
 			return discarded
 		}
 		it.hasExpiry, it.expiry = true, e-elapsed // [MQTT-3.3.2-6]
@@ -193,7 +192,7 @@ func (s *Session) send(d Deliver, id uint16, dup bool) sendResult {
 	}
 	if !st.link.fitsDelivery(&it, st.scratch) {
 		s.env.Stats.DroppedTooLarge.Add(1) // [MQTT-3.1.2-25]
-		s.countDrop()
+		s.countDrops(1)
 		return discarded
 	}
 	if d.QoS == 2 && !dup {
@@ -426,9 +425,7 @@ func (s *Session) takeRetained(msgs []Deliver) {
 	if len(msgs) > room {
 		dropped := len(msgs) - max(room, 0)
 		s.env.Stats.DroppedQueue.Add(uint64(dropped))
-		for range dropped {
-			s.countDrop()
-		}
+		s.countDrops(uint64(dropped))
 		msgs = msgs[:max(room, 0)]
 	}
 	st.backlog = append(st.backlog, msgs...)
