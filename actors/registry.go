@@ -259,10 +259,7 @@ func (r *Registry) terminated(ctx actor.Context, who *actor.PID) {
 func (r *Registry) giveUp(ctx actor.Context, clientID string) {
 	err := r.env.Store.LoadClient(clientID, store.Visitor{Session: func(rec *store.SessionRecord) error {
 		for _, sub := range rec.Subscriptions {
-			group, inner, shared, _ := topics.ParseShared(sub.Filter)
-			if !shared {
-				inner = sub.Filter
-			}
+			group, inner, _, _ := topics.ParseShared(sub.Filter) // inner is the filter itself when not shared
 			msg := &shardUnsubscribe{clientID: clientID, filter: inner, group: group}
 			r.env.eachShard(inner, func(pid *actor.PID) { ctx.Send(pid, msg) })
 		}

@@ -445,10 +445,7 @@ func (s *Session) addSubscription(ctx actor.Context, sub codec.Subscription, sub
 	if err := topics.ValidateFilter(sub.Filter, cfg.Limits.MaxTopicLength, cfg.Limits.MaxTopicLevels); err != nil {
 		return fail(codec.TopicFilterInvalid), false
 	}
-	group, inner, shared, _ := topics.ParseShared(sub.Filter)
-	if !shared {
-		inner = sub.Filter
-	}
+	group, inner, shared, _ := topics.ParseShared(sub.Filter) // inner is the filter itself when not shared
 	if shared && !cfg.MQTT.SharedSubscriptions {
 		return fail(codec.SharedSubscriptionsNotSupported), false
 	}

@@ -305,10 +305,7 @@ func (s *Session) rebuild(ctx actor.Context, from *storedSession, restoring bool
 	st.user, st.version, st.expiry, st.will = rec.User, codec.Version(rec.Version), rec.Expiry, rec.Will
 	st.disconnectedAt = rec.DisconnectedAt
 	for _, r := range rec.Subscriptions {
-		group, inner, shared, _ := topics.ParseShared(r.Filter)
-		if !shared {
-			inner = r.Filter
-		}
+		group, inner, _, _ := topics.ParseShared(r.Filter) // inner is the filter itself when not shared
 		opts := codec.Subscription{Filter: r.Filter, QoS: r.QoS, NoLocal: r.NoLocal,
 			RetainAsPublished: r.RetainAsPublished, RetainHandling: r.RetainHandling}
 		s.addSub(ctx, &subscription{opts: opts, filter: inner, group: group, subID: r.SubscriptionID}, false, nil)
