@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -171,15 +172,24 @@ func (r *Registry) spawn(ctx actor.Context, clientID string, from *storedSession
 		r.sessions[clientID] = e
 		r.env.Stats.Sessions.Add(1)
 	}
+	if e.ref.pid != nil {
+		// Started again: it keeps its ref, shared with shards and connections (not to be
+		// written under them), so it takes the name the ref addresses, which may be
+		// session/<id>#<n>. The stopped one has given that name up: protoactor removes it
+		// before the parent learns of the stop.
+		name := strings.TrimPrefix(e.ref.pid.Id, ctx.Self().Id+"/")
+		pid, err := ctx.SpawnNamed(r.env.sessionProps(clientID, e.ref, from, reload), name)
+		if err != nil {
+			panic(fmt.Sprintf("session %s: starting it again under its name: %v", clientID, err)) // a registry fault: restarted, it restores
+		}
+		e.pid = pid
+		return e
+	}
 	name := "session/" + clientID
-	fresh := e.ref.pid == nil
 	for {
 		// A new session's ref gets its PID before the actor can run and hand the ref to the
-		// shards. One started again keeps its ref, shared with shards and connections (not to
-		// be written under them): its PID has the same name, which is what addresses it.
-		if fresh {
-			e.ref.pid = r.env.System.NewLocalPID(ctx.Self().Id + "/" + name)
-		}
+		// shards. (Props once per attempt: they carry the new actor's mailbox guard.)
+		e.ref.pid = r.env.System.NewLocalPID(ctx.Self().Id + "/" + name)
 		pid, err := ctx.SpawnNamed(r.env.sessionProps(clientID, e.ref, from, reload), name)
 		if err == nil {
 			e.pid = pid
