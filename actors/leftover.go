@@ -32,8 +32,9 @@ type mailboxGuard struct {
 	mb  actor.Mailbox // set when the mailbox is made
 	pid *actor.PID    // set when the actor starts
 
+	stopped atomic.Bool // read for every message the actor receives: no lock on that path
+
 	mu      sync.Mutex
-	stopped bool
 	retired bool          // no successor will come: leftovers are given back
 	heir    *actor.PID    // the successor has taken the leftovers: later ones go to it
 	left    []any         // leftovers, in order, waiting for the successor
@@ -135,18 +136,18 @@ func (g *mailboxGuard) MessageReceived(m any) {
 	case actor.SystemMessage, actor.AutoReceiveMessage, *actor.ResumeMailbox, *actor.SuspendMailbox:
 		return
 	}
-	g.mu.Lock()
-	stopped := g.stopped
-	g.mu.Unlock()
-	if stopped {
+	if g.stopped.Load() {
 		g.keep(m)
 	}
 }
 
 func (g *mailboxGuard) MailboxEmpty() {
+	if !g.stopped.Load() {
+		return
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.stopped && g.drained != nil {
+	if g.drained != nil {
 		select {
 		case <-g.drained:
 		default:
@@ -194,9 +195,7 @@ func (g *mailboxGuard) started(self *actor.PID) []any {
 // stop: the actor stopped. Its mailbox is resumed (a failure past the restart budget stops
 // an actor whose mailbox is suspended), so that it hands out what it still holds.
 func (g *mailboxGuard) stop() {
-	g.mu.Lock()
-	g.stopped = true
-	g.mu.Unlock()
+	g.stopped.Store(true)
 	if g.mb != nil {
 		g.mb.PostSystemMessage(&actor.ResumeMailbox{})
 	}
