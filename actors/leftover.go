@@ -156,18 +156,21 @@ func (g *mailboxGuard) MailboxEmpty() {
 	}
 }
 
-// stopping registers the guard under its actor's name, as the actor begins to stop: from
-// here on, dead letters to the name and the name's next actor find it. A live actor's guard
-// is not registered, so that a broker of idle sessions keeps no entry for each.
-func (g *mailboxGuard) stopping() {
+// stopping registers the guard under its actor's name, as the actor begins to stop, if a
+// successor may come (comesBack): from here on, dead letters to the name and the name's next
+// actor find it. A live actor's guard is not registered, so that a broker of idle sessions
+// keeps no entry for each; nor is one whose actor will not come back: what reaches its name
+// after it is gone is given back, as any dead letter to an unknown name is.
+func (g *mailboxGuard) stopping(comesBack bool) {
+	if !comesBack || g.pid == nil {
+		return
+	}
 	g.mu.Lock()
 	if g.drained == nil {
 		g.drained = make(chan struct{})
 	}
 	g.mu.Unlock()
-	if g.pid != nil {
-		g.env.guards.Store(g.pid.Id, g)
-	}
+	g.env.guards.Store(g.pid.Id, g)
 }
 
 // started returns the leftovers of the actor's predecessor of its name, if it left any, in
@@ -193,11 +196,18 @@ func (g *mailboxGuard) started(self *actor.PID) []any {
 }
 
 // stop: the actor stopped. Its mailbox is resumed (a failure past the restart budget stops
-// an actor whose mailbox is suspended), so that it hands out what it still holds.
-func (g *mailboxGuard) stop() {
+// an actor whose mailbox is suspended), so that it hands out what it still holds: to the
+// successor, or, when none will come (comesBack false), given back at once.
+func (g *mailboxGuard) stop(comesBack bool) {
 	g.stopped.Store(true)
+	if !comesBack {
+		g.retire()
+	}
 	if g.mb != nil {
 		g.mb.PostSystemMessage(&actor.ResumeMailbox{})
+	}
+	if !comesBack {
+		return
 	}
 	// A successor comes within milliseconds when one comes at all (its supervisor starts it on
 	// the stop); should none come, what was left is not held forever.

@@ -161,7 +161,7 @@ func TestRetiredGuardGivesBack(t *testing.T) {
 	g := newMailboxGuard(env)
 	g.pid = actor.NewPID("local", "sessions/session/gone")
 	env.guards.Store(g.pid.Id, g)
-	g.stop()
+	g.stop(true)
 	g.keep(&Deliver{flow: r, Pub: r.pub, QoS: 1, ack: true})
 	if len(link.Credits) != 1 {
 		t.Fatal("a kept leftover gave its credit back before it was known to be lost")

@@ -101,12 +101,9 @@ func (s *Shard) handle(ctx actor.Context, msg any) {
 	case *shardUnsubscribe:
 		s.unsubscribe(ctx, m)
 	case *actor.Stopping:
-		s.guard.stopping()
+		s.guard.stopping(!s.env.Stopping.Load())
 	case *actor.Stopped:
-		s.guard.stop()
-		if s.env.Stopping.Load() {
-			s.guard.retire()
-		}
+		s.guard.stop(!s.env.Stopping.Load()) // its supervisor starts it again unless the broker stops
 	}
 }
 

@@ -160,18 +160,19 @@ func (s *Session) handle(ctx actor.Context, msg any) {
 	case *actor.Started:
 		s.started(ctx)
 	case *actor.Stopping:
-		s.guard.stopping()
+		s.guard.stopping(s.comesBack())
 		s.stopping(ctx)
 	case *actor.Stopped:
 		stopTimer(&st.expiryTimer)
 		stopTimer(&st.willTimer)
 		s.leaveDirectory(ctx)
-		s.guard.stop()
-		if !st.stored || s.env.Stopping.Load() {
-			s.guard.retire() // nobody will start it again: what it left is given back
-		}
+		s.guard.stop(s.comesBack())
 	}
 }
+
+// comesBack reports whether a session that stops is started again under its name: a stored
+// one is, by the registry, unless the broker is stopping.
+func (s *Session) comesBack() bool { return s.st.stored && !s.env.Stopping.Load() }
 
 // started: a new session, a stored one to rebuild, or a restart after a failure. A session
 // started again under the name of one that stopped handles what that one left (leftover.go)
