@@ -40,7 +40,8 @@ type regEntry struct {
 	healSince time.Time // start of the current restart window
 }
 
-// Ready asks the registry to answer once it has started (and spawned the stored sessions).
+// Ready asks a top-level actor to answer once it has started: the registry once it has spawned
+// the stored sessions, the router once its shards exist, the listeners once each has its actor.
 type Ready struct{}
 
 // NewRegistry returns the producer of the registry actor.

@@ -107,7 +107,7 @@ func Start(cfg config.Config, log *zap.Logger) (*Broker, error) {
 	b.roots = append(b.roots, router)
 	// The router spawns its shards when it starts (each loads its retained messages first
 	// thing); publishes must not arrive before that.
-	if _, err := sys.Root.RequestFuture(router, &ready{}, 5*time.Second).Result(); err != nil {
+	if _, err := sys.Root.RequestFuture(router, &actors.Ready{}, 5*time.Second).Result(); err != nil {
 		return fail(fmt.Errorf("router did not start: %w", err))
 	}
 	sessions, err := b.spawnRoot("sessions", func() *actor.Props {
@@ -149,7 +149,7 @@ func Start(cfg config.Config, log *zap.Logger) (*Broker, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if _, err := sys.Root.RequestFuture(b.lsup, &ready{}, 5*time.Second).Result(); err != nil {
+	if _, err := sys.Root.RequestFuture(b.lsup, &actors.Ready{}, 5*time.Second).Result(); err != nil {
 		return fail(fmt.Errorf("listeners did not start: %w", err))
 	}
 	b.watchdog, err = sys.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &watchdog{b: b} }), "watchdog")

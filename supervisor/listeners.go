@@ -66,7 +66,7 @@ type listenersSupervisor struct {
 
 func (s *listenersSupervisor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
-	case *ready:
+	case *actors.Ready:
 		ctx.Respond(true) // after Started: every listener actor exists
 	case *actor.Started:
 		for _, lc := range s.b.env.Cfg.Listeners {

@@ -27,12 +27,9 @@ func newRouter(env *actors.Env) actor.Producer {
 	return func() actor.Actor { return &routerSupervisor{env: env, shards: shards} }
 }
 
-// ready asks the router to answer once its shards exist.
-type ready struct{}
-
 func (r *routerSupervisor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
-	case *ready:
+	case *actors.Ready:
 		ctx.Respond(true) // after Started: every shard exists
 	case *actor.Started:
 		for i := range r.shards {
