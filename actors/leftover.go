@@ -298,8 +298,7 @@ func (e *Env) giveBack(m any) {
 	switch m := m.(type) {
 	case *Deliver:
 		if m.ack {
-			m.flow.fail() // never stored: the publisher must not believe it was
-			m.flow.ackDone()
+			m.flow.ackFailed() // never stored: the publisher must not believe it was
 		}
 		m.flow.release()
 	case *route:

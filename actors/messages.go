@@ -207,6 +207,13 @@ func (r *route) holdAck() { r.acks.Add(1) }
 // fail marks the route failed: its answer says so.
 func (r *route) fail() { r.failed.Store(true) }
 
+// ackFailed gives up an acknowledgement share of a copy that was not stored: the publisher is
+// told the message failed, and sends it again.
+func (r *route) ackFailed() {
+	r.fail()
+	r.ackDone()
+}
+
 // ackDone gives up an acknowledgement share; the last one answers the publisher and gives up
 // the answer's share of the credit.
 func (r *route) ackDone() {
@@ -257,8 +264,7 @@ func (r *route) answer() {
 // abandon gives up every share a route message holds when it will never be processed (its
 // actor is gone, or failed on it): the credit goes back and the publisher is told it failed.
 func (r *route) abandon() {
-	r.fail()
-	r.ackDone()
+	r.ackFailed()
 	r.release()
 }
 

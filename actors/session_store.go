@@ -29,6 +29,13 @@ type sessionWrites struct {
 	held  []outItem   // packets to the client that wait for batch (sendAfterCommit)
 }
 
+// setStored says whether the session's state is in the store, to the actor and, through its
+// ref, to the shards (which then wait for its copy before acknowledging a publisher).
+func (st *sessionState) setStored(on bool) {
+	st.stored = on
+	st.ref.stored.Store(on)
+}
+
 // writes returns the session's write state, made on first use.
 func (st *sessionState) writes() *sessionWrites {
 	if st.w == nil {
@@ -66,8 +73,7 @@ func (s *Session) storeIfKept() {
 
 func (s *Session) storeAll() {
 	st := s.st
-	st.stored = true
-	st.ref.stored.Store(true)
+	st.setStored(true)
 	st.dirty = true
 	for _, o := range st.order {
 		if !o.done {
@@ -93,8 +99,7 @@ func (s *Session) unstore() {
 	if !st.stored {
 		return
 	}
-	st.stored = false
-	st.ref.stored.Store(false)
+	st.setStored(false)
 	st.dirty = false
 	st.writes().batch.DeleteSession(st.clientID)
 }
@@ -224,8 +229,7 @@ func (s *Session) dropUncommitted() {
 	w.batch.Reset()
 	w.held = nil // unsent: the restarted session answers again from the store
 	for _, r := range w.acks {
-		r.fail()
-		r.ackDone()
+		r.ackFailed()
 	}
 	w.acks = nil
 }
@@ -300,8 +304,8 @@ func (s *Session) rebuild(ctx actor.Context, from *storedSession, restoring bool
 	st.backlog = nil
 	clear(st.inbound2)
 
-	st.stored, st.fresh = true, false
-	st.ref.stored.Store(true)
+	st.setStored(true)
+	st.fresh = false
 	st.user, st.version, st.expiry, st.will = rec.User, codec.Version(rec.Version), rec.Expiry, rec.Will
 	st.disconnectedAt = rec.DisconnectedAt
 	for _, r := range rec.Subscriptions {
