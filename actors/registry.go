@@ -99,7 +99,7 @@ func (r *Registry) Receive(ctx actor.Context) {
 // restore starts every stored session. The broker opens its listeners once they have all
 // registered their subscriptions (Env.Restoring).
 func (r *Registry) restore(ctx actor.Context) {
-	stored, orphans, err := LoadSessions(r.env.Store)
+	stored, orphans, err := loadSessions(r.env.Store.Load)
 	if err != nil {
 		r.env.Log.Error("cannot load the stored sessions; they are not restored", zap.Error(err))
 		return
@@ -127,37 +127,37 @@ func (r *Registry) restore(ctx actor.Context) {
 	r.env.Log.Info("restored stored sessions", zap.Int("sessions", len(stored)))
 }
 
-// LoadSessions reads every stored session. Orphans are client ids with records but no session
-// record (a damaged store, or a crash of an older format); they are to be deleted.
-func LoadSessions(st store.Store) (sessions []*storedSession, orphans []string, err error) {
+// loadSessions reads stored sessions through load (Store.Load for all, LoadClient for one):
+// each session record with its messages and inbound ids. Orphans are client ids with records
+// but no session record (a damaged store, or a crash of an older format); they are to be
+// deleted.
+func loadSessions(load func(store.Visitor) error) (sessions []*storedSession, orphans []string, err error) {
 	var cur *storedSession
-	var orphan string
-	err = st.Load(store.Visitor{
+	owner := func(id string) *storedSession { // records come grouped by client id, session first
+		if cur != nil && cur.rec.ClientID == id {
+			return cur
+		}
+		if len(orphans) == 0 || orphans[len(orphans)-1] != id {
+			orphans = append(orphans, id)
+		}
+		return nil
+	}
+	err = load(store.Visitor{
 		Session: func(rec *store.SessionRecord) error {
 			cur = &storedSession{rec: rec}
 			sessions = append(sessions, cur)
 			return nil
 		},
 		Message: func(id string, seq uint64, rec *store.MessageRecord) error {
-			if cur == nil || cur.rec.ClientID != id {
-				if orphan != id {
-					orphan = id
-					orphans = append(orphans, id)
-				}
-				return nil
+			if s := owner(id); s != nil {
+				s.msgs = append(s.msgs, storedMessage{seq, rec})
 			}
-			cur.msgs = append(cur.msgs, storedMessage{seq, rec})
 			return nil
 		},
 		Inbound: func(id string, packetID uint16) error {
-			if cur == nil || cur.rec.ClientID != id {
-				if orphan != id {
-					orphan = id
-					orphans = append(orphans, id)
-				}
-				return nil
+			if s := owner(id); s != nil {
+				s.inbound = append(s.inbound, packetID)
 			}
-			cur.inbound = append(cur.inbound, packetID)
 			return nil
 		},
 	})

@@ -252,31 +252,17 @@ func (s *Session) record() *store.SessionRecord {
 	return r
 }
 
-// load reads the session's records from the store.
+// load reads the session's records from the store; a session with none starts empty.
 func (s *Session) load() (*storedSession, error) {
-	var from *storedSession
-	err := s.env.Store.LoadClient(s.st.clientID, store.Visitor{
-		Session: func(r *store.SessionRecord) error {
-			from = &storedSession{rec: r}
-			return nil
-		},
-		Message: func(_ string, seq uint64, r *store.MessageRecord) error {
-			if from != nil {
-				from.msgs = append(from.msgs, storedMessage{seq, r})
-			}
-			return nil
-		},
-		Inbound: func(_ string, id uint16) error {
-			if from != nil {
-				from.inbound = append(from.inbound, id)
-			}
-			return nil
-		},
-	})
-	if err == nil && from == nil {
-		from = &storedSession{rec: &store.SessionRecord{ClientID: s.st.clientID}}
+	id := s.st.clientID
+	found, _, err := loadSessions(func(v store.Visitor) error { return s.env.Store.LoadClient(id, v) })
+	if err != nil {
+		return nil, err
 	}
-	return from, err
+	if len(found) == 0 {
+		return &storedSession{rec: &store.SessionRecord{ClientID: id}}, nil
+	}
+	return found[0], nil
 }
 
 // rebuild replaces the session's working state with what the store holds. Subscriptions the
