@@ -49,6 +49,12 @@ func clientPrefix(dst []byte, id string) []byte {
 	return append(dst, id...)
 }
 
+// clientRange is the key range [lo, hi) of every record of client id.
+func clientRange(id string) (lo, hi []byte) {
+	lo = clientPrefix(nil, id)
+	return lo, append(lo[:len(lo):len(lo)], subEnd)
+}
+
 func sessionKey(dst []byte, id string) []byte {
 	return append(clientPrefix(dst, id), subSession)
 }

@@ -190,8 +190,8 @@ func (d *disk) encode(b *Batch) (*pebble.Batch, error) {
 				err = pb.Set(key, val, nil)
 			}
 		case opDeleteSession:
-			start := clientPrefix(nil, o.key)
-			err = pb.DeleteRange(start, append(start, subEnd), nil)
+			lo, hi := clientRange(o.key)
+			err = pb.DeleteRange(lo, hi, nil)
 		case opPutMessage:
 			key = messageKey(key, o.key, o.seq)
 			if val, err = appendMessage(val, o.msg); err == nil {
@@ -326,8 +326,8 @@ func (d *disk) LoadClient(clientID string, v Visitor) error {
 	if len(clientID) > maxID {
 		return nil // no key can hold it, so nothing was stored
 	}
-	lower := clientPrefix(nil, clientID)
-	return d.scan(lower, append(lower[:len(lower):len(lower)], subEnd), v)
+	lo, hi := clientRange(clientID)
+	return d.scan(lo, hi, v)
 }
 
 // flush waits until every commit queued before it has been written and called back.
