@@ -29,6 +29,9 @@ type Registry struct {
 	stopping bool           // the broker is shutting down, or the registry restarting: no healing
 	seq      uint64         // for the names of sessions whose id's name is still taken
 	ending   map[string]int // sessions stopped by the registry, by name, whose Terminated is due
+
+	restoring bool         // stored sessions started by restore have not all registered yet
+	readyTo   []*actor.PID // who asked Ready meanwhile
 }
 
 type regEntry struct {
@@ -40,8 +43,9 @@ type regEntry struct {
 	healSince time.Time // start of the current restart window
 }
 
-// Ready asks a top-level actor to answer once it has started: the registry once it has spawned
-// the stored sessions, the router once its shards exist, the listeners once each has its actor.
+// Ready asks a top-level actor to answer once it has started: the registry once the stored
+// sessions have registered their subscriptions, the router once its shards exist, the
+// listeners once each has its actor.
 type Ready struct{}
 
 // NewRegistry returns the producer of the registry actor.
@@ -65,11 +69,20 @@ func (r *Registry) Receive(ctx actor.Context) {
 	case *actor.Started:
 		r.restore(ctx)
 	case *Ready:
-		ctx.Respond(true) // after Started: every stored session is spawned
+		if r.restoring {
+			r.readyTo = append(r.readyTo, ctx.Sender())
+			return
+		}
+		ctx.Respond(true)
 	case *restored:
 		for _, pid := range m.pids {
 			ctx.Send(pid, &timersDue{})
 		}
+		r.restoring = false
+		for _, to := range r.readyTo {
+			ctx.Send(to, true)
+		}
+		r.readyTo = nil
 	case *attachRequest:
 		if r.stopping {
 			// Its sessions are being stopped; the one that comes next has the stored ones.
@@ -115,6 +128,7 @@ func (r *Registry) restore(ctx actor.Context) {
 		return
 	}
 	r.env.Restoring.Add(len(stored))
+	r.restoring = true
 	pids := make([]*actor.PID, len(stored))
 	for i, from := range stored {
 		pids[i] = r.spawn(ctx, from.rec.ClientID, from, false).pid

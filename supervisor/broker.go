@@ -118,13 +118,10 @@ func Start(cfg config.Config, log *zap.Logger) (*Broker, error) {
 	}
 	env.Registry = sessions
 	b.roots = append([]*actor.PID{sessions}, b.roots...)
-	// The registry starts the stored sessions when it starts; they register their
-	// subscriptions before a client may publish.
-	if _, err := sys.Root.RequestFuture(sessions, &actors.Ready{}, 5*time.Second).Result(); err != nil {
-		return fail(fmt.Errorf("session registry did not start: %w", err))
-	}
-	if err := waitGroup(&env.Restoring, time.Minute); err != nil {
-		return fail(fmt.Errorf("restoring the stored sessions: %w", err))
+	// The registry starts the stored sessions when it starts, and answers once they have
+	// registered their subscriptions: before a client may publish.
+	if _, err := sys.Root.RequestFuture(sessions, &actors.Ready{}, time.Minute).Result(); err != nil {
+		return fail(fmt.Errorf("session registry did not start and restore the stored sessions: %w", err))
 	}
 	b.conns, err = b.spawnRoot("connections", func() *actor.Props {
 		return env.Props(actors.KindSupervisor, newConnections(env)).Configure(actor.WithSupervisor(actors.ConnectionStrategy()))
@@ -293,18 +290,6 @@ func openStore(cfg config.Store, log *zap.Logger) (store.Store, error) {
 		return nil, err
 	}
 	return st, nil
-}
-
-// waitGroup waits for wg at most d.
-func waitGroup(wg *sync.WaitGroup, d time.Duration) error {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-time.After(d):
-		return fmt.Errorf("not done after %v", d)
-	}
 }
 
 // actorLogger routes protoactor's own logs into zap, from WARN up: its INFO lines (every
