@@ -82,16 +82,18 @@ func (e *Env) shardOf(topic string) int {
 	return int(maphash.String(e.seed, topic) % uint64(len(e.Shards)))
 }
 
-// eachShard calls fn with the shards that hold a filter: the shard of an exact filter, or
-// every shard for a filter with wildcards, since any topic may match it.
-func (e *Env) eachShard(filter string, fn func(*actor.PID)) {
+// toShards sends a subscription change to the shards that hold its filter, and says to how
+// many: the shard of an exact filter, or every shard for a filter with wildcards, since any
+// topic may match it.
+func (e *Env) toShards(ctx actor.SenderContext, filter string, msg any) int {
 	if !hasWildcard(filter) {
-		fn(e.Shards[e.shardOf(filter)])
-		return
+		ctx.Send(e.Shards[e.shardOf(filter)], msg)
+		return 1
 	}
 	for _, pid := range e.Shards {
-		fn(pid)
+		ctx.Send(pid, msg)
 	}
+	return len(e.Shards)
 }
 
 // Stats are the broker-wide counters the console and /metrics read.

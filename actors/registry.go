@@ -286,7 +286,7 @@ func (r *Registry) giveUp(ctx actor.Context, clientID string) {
 		for _, sub := range rec.Subscriptions {
 			group, inner, _, _ := topics.ParseShared(sub.Filter) // inner is the filter itself when not shared
 			msg := &shardUnsubscribe{clientID: clientID, filter: inner, group: group}
-			r.env.eachShard(inner, func(pid *actor.PID) { ctx.Send(pid, msg) })
+			r.env.toShards(ctx, inner, msg)
 		}
 		return nil
 	}})

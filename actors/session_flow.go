@@ -483,10 +483,10 @@ func (s *Session) addSub(ctx actor.Context, sub *subscription, sendRetained bool
 	m := &shardSubscribe{ref: st.ref, filter: sub.filter, group: sub.group, opts: sub.opts, subID: sub.subID, sendRetained: sendRetained}
 	if a != nil {
 		m.req = a.req
-		a.waiting += s.toShards(ctx, sub.filter, m)
+		a.waiting += s.env.toShards(ctx, sub.filter, m)
 		return
 	}
-	s.toShards(ctx, sub.filter, m)
+	s.env.toShards(ctx, sub.filter, m)
 }
 
 func (s *Session) unsubscribe(ctx actor.Context, p *codec.Unsubscribe) {
@@ -501,7 +501,7 @@ func (s *Session) unsubscribe(ctx actor.Context, p *codec.Unsubscribe) {
 		}
 		delete(st.subs, f)
 		s.env.Stats.Subscriptions.Add(-1)
-		a.waiting += s.toShards(ctx, sub.filter, &shardUnsubscribe{clientID: st.clientID, filter: sub.filter,
+		a.waiting += s.env.toShards(ctx, sub.filter, &shardUnsubscribe{clientID: st.clientID, filter: sub.filter,
 			group: sub.group, req: a.req, reply: ctx.Self()})
 	}
 	st.dirty = true
@@ -511,14 +511,7 @@ func (s *Session) unsubscribe(ctx actor.Context, p *codec.Unsubscribe) {
 }
 
 func (s *Session) unregister(ctx actor.Context, sub *subscription) {
-	s.toShards(ctx, sub.filter, &shardUnsubscribe{clientID: s.st.clientID, filter: sub.filter, group: sub.group})
-}
-
-// toShards sends a subscription change to the shards that hold the filter, and says to how many.
-func (s *Session) toShards(ctx actor.Context, filter string, msg any) int {
-	n := 0
-	s.env.eachShard(filter, func(pid *actor.PID) { ctx.Send(pid, msg); n++ })
-	return n
+	s.env.toShards(ctx, sub.filter, &shardUnsubscribe{clientID: s.st.clientID, filter: sub.filter, group: sub.group})
 }
 
 func hasWildcard(filter string) bool {
