@@ -176,6 +176,7 @@ type route struct {
 	from     string     // publisher's client id: no-local [MQTT-3.8.3-3]
 	link     *Link      // nil for a will or a $SYS message: nobody to answer
 	session  *actor.PID // the publisher's session, for a failed QoS 2 publish
+	once     *onceWrite // a QoS 2 publish from a stored session: its one batch (once.go)
 	received time.Time
 	refs     atomic.Int32
 	acks     atomic.Int32
@@ -215,11 +216,20 @@ func (r *route) ackFailed() {
 }
 
 // ackDone gives up an acknowledgement share; the last one answers the publisher and gives up
-// the answer's share of the credit.
+// the answer's share of the credit, or, for a publish written in one batch, commits it first.
 func (r *route) ackDone() {
 	if r.acks.Add(-1) != 0 {
 		return
 	}
+	if r.once != nil {
+		r.commit()
+		return
+	}
+	r.finish()
+}
+
+// finish answers the publisher and gives up the answer's share of the credit.
+func (r *route) finish() {
 	if r.link != nil && r.pub.QoS > 0 {
 		r.answer()
 	}

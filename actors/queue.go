@@ -78,4 +78,19 @@ func (q *deliveryQueue) dropQoS0() {
 	}
 }
 
+// remove takes out the messages drop says to.
+func (q *deliveryQueue) remove(drop func(*Deliver) bool) {
+	kept := q.buf[:q.head]
+	for i := q.head; i < len(q.buf); i++ {
+		if !drop(&q.buf[i]) {
+			kept = append(kept, q.buf[i])
+		}
+	}
+	clear(q.buf[len(kept):])
+	q.buf = kept
+	if q.len() == 0 {
+		q.clear()
+	}
+}
+
 func (q *deliveryQueue) clear() { q.buf, q.head = nil, 0 }

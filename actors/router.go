@@ -228,6 +228,12 @@ func (s *Shard) commit(m *route) {
 			if err != nil {
 				m.fail()
 			}
+			if m.once != nil {
+				// Its last share commits the publish's batch, which must not be queued from
+				// the store's own goroutine (it would wait for itself when the queue is full).
+				go m.ackDone()
+				return
+			}
 			m.ackDone()
 		}
 	}

@@ -63,7 +63,9 @@ type sessionState struct {
 	answers    []*answer // SUBACKs and UNSUBACKs waiting for the shards, in order (session_flow.go)
 	reqs       uint64    // the last answer's request number
 	nextID     uint16
-	inbound2   map[uint16]struct{} // QoS 2 ids received and not yet released [MQTT-4.3.3-10]
+	// inbound2: QoS 2 ids received and not yet released [MQTT-4.3.3-10], with the route of
+	// one whose batch (once.go) is not written yet.
+	inbound2 map[uint16]*route
 
 	// The store (session_store.go).
 	stored bool           // this session's state is in the store
@@ -129,6 +131,8 @@ func (s *Session) handle(ctx actor.Context, msg any) {
 		s.subscribed(ctx, m)
 	case *inboundQoS2:
 		s.inboundQoS2(ctx, m)
+	case *onceDone:
+		s.onceDone(ctx, m)
 	case *inboundFailed:
 		s.forgetInbound(m.id)
 	case *clientPacket:

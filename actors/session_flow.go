@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -17,10 +18,21 @@ import (
 // anything else happens to it, and the publisher's answer waits for that write.
 func (s *Session) take(ctx actor.Context, d Deliver) {
 	st := s.st
+	if d.flow.failedOnce() {
+		d.flow.release() // its publish was never written: the publisher sends it again
+		return
+	}
+	if d.QoS == 2 || st.stored && d.QoS > 0 {
+		s.slotFor(d.flow) // a copy of a publish written in one batch joins it (once.go)
+	}
 	switch {
 	case st.stored && d.QoS > 0:
 		s.storeMessage(&d)
-		if d.ack {
+		switch sl := s.slotFor(d.flow); {
+		case !d.ack:
+		case sl != nil:
+			sl.share = true // given up once the copy is in the publish's batch
+		default:
 			w := st.writes()
 			w.acks = append(w.acks, d.flow)
 		}
@@ -62,7 +74,7 @@ func (s *Session) queue(d Deliver) {
 	if dropped, ok := s.st.queue.push(d, s.env.Cfg.Sessions.QueueDropPolicy == "drop_newest"); ok {
 		s.env.Stats.DroppedQueue.Add(1)
 		s.countDrops(1)
-		s.forgetMessage(dropped.seq)
+		s.forgetMessage(&dropped)
 	}
 }
 
@@ -158,7 +170,7 @@ func (s *Session) pump(ctx actor.Context) {
 			s.retryLater(ctx)
 			return
 		case discarded:
-			s.forgetMessage(d.seq)
+			s.forgetMessage(&d)
 			continue // expired or too large: as if its delivery had completed [MQTT-3.1.2-25]
 		}
 		s.addInflight(o)
@@ -194,6 +206,16 @@ func (s *Session) send(d Deliver, id uint16, dup bool) sendResult {
 		s.env.Stats.DroppedTooLarge.Add(1) // [MQTT-3.1.2-25]
 		s.countDrops(1)
 		return discarded
+	}
+	if d.QoS == 2 {
+		if sl := s.slotFor(d.flow); sl != nil {
+			// Its publish's batch (once.go) is not durable: on the wire now, a crash before
+			// it would have the publisher send it again, and this client take it twice. It
+			// goes out when the batch is durable; never sent before, so not as a duplicate.
+			it.dup = false
+			sl.held = append(sl.held, it)
+			return sent
+		}
 	}
 	if d.QoS == 2 && !dup {
 		// Under its packet id only once the record of that id is durable: else a crash in
@@ -247,7 +269,7 @@ func (s *Session) complete(ctx actor.Context, o *outMsg) {
 	st.stalled = false
 	o.done = true
 	delete(st.inflight, o.id)
-	s.forgetMessage(o.d.seq)
+	s.forgetMessage(&o.d)
 	for len(st.order) > 0 && st.order[0].done {
 		st.order[0] = nil
 		st.order = st.order[1:]
@@ -305,24 +327,78 @@ func (s *Session) clientPacket(ctx actor.Context, pkt codec.Packet) {
 func (s *Session) inboundQoS2(ctx actor.Context, m *inboundQoS2) {
 	st := s.st
 	r := m.route
-	if _, seen := st.inbound2[r.pub.PacketID]; seen {
-		// A retransmission of a message already routed: acknowledge, do not route again.
+	r.session = ctx.Self()
+	if first, seen := st.inbound2[r.pub.PacketID]; seen {
+		// A retransmission of a message already routed: acknowledged, not routed again;
+		// with the original's answer if that is still waiting for its write.
+		if first != nil && first.once.follow(r) {
+			return
+		}
 		_ = r.link.sendAck(codec.TypePubrec, r.pub.PacketID, codec.Success)
 		decUnacked(r.link)
 		r.settle()
 		return
 	}
 	if st.inbound2 == nil {
-		st.inbound2 = make(map[uint16]struct{})
+		st.inbound2 = make(map[uint16]*route)
 	}
-	st.inbound2[r.pub.PacketID] = struct{}{}
-	r.session = ctx.Self()
-	if s.storeInbound(r.pub.PacketID) {
-		r.holdAck() // PUBREC once the id is durable, so a retransmission is known after a crash
+	st.inbound2[r.pub.PacketID] = nil
+	if st.stored {
+		// The id and every stored copy in one batch: PUBREC once it is durable, so that a
+		// retransmission after a crash is known exactly when the copies are there (once.go).
+		r.once = &onceWrite{writers: []*actor.PID{st.ref.pid}}
+		r.once.batch.PutInbound(st.clientID, r.pub.PacketID)
+		st.inbound2[r.pub.PacketID] = r
 		w := st.writes()
-		w.acks = append(w.acks, r)
+		w.open(r)
 	}
 	ctx.Send(s.env.Shards[s.env.shardOf(r.pub.Topic)], r)
+}
+
+// onceDone: a publish written in one batch that this session wrote into is durable (its copy
+// may go out) or failed (its copy is dropped: the publisher sends it again).
+func (s *Session) onceDone(ctx actor.Context, m *onceDone) {
+	st := s.st
+	if w := st.w; w != nil {
+		if i := slices.Index(w.opened, m.route); i >= 0 {
+			w.opened = slices.Delete(w.opened, i, i+1)
+		}
+	}
+	if id := m.route.pub.PacketID; st.inbound2[id] == m.route {
+		st.inbound2[id] = nil // answered: a retransmission now gets PUBREC at once
+	}
+	if m.failed {
+		// Not sent (a QoS 2 copy waits) or sent at QoS 1 (a repeat is allowed): the unsent
+		// go, with any record written of them after the batch.
+		drop := func(d *Deliver) bool {
+			if d.flow != m.route {
+				return false
+			}
+			if st.stored && d.seq != 0 {
+				st.writes().batch.DeleteMessage(st.clientID, d.seq)
+			}
+			return true
+		}
+		st.queue.remove(drop)
+		for _, o := range st.order {
+			if !o.done && o.d.QoS == 2 && drop(&o.d) {
+				o.done = true // its PUBLISH waited for the batch: never sent
+				delete(st.inflight, o.id)
+			}
+		}
+		for len(st.order) > 0 && st.order[0].done {
+			st.order[0] = nil
+			st.order = st.order[1:]
+		}
+		st.parked = slices.DeleteFunc(st.parked, func(d Deliver) bool {
+			if drop(&d) {
+				d.flow.release()
+				return true
+			}
+			return false
+		})
+	}
+	s.pump(ctx)
 }
 
 func decUnacked(l *Link) {

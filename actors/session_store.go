@@ -19,7 +19,9 @@ import (
 // so the store always holds the state as of a message handled in full: a failure half-way
 // through one writes nothing of it. What waits for the commit: the publishers' answers of the
 // messages taken (st.w.acks), and the packets to the client that must not go out before the
-// record they depend on (st.w.held, sendAfterCommit).
+// record they depend on (st.w.held, sendAfterCommit). The copy of a QoS 2 publish from a
+// stored session goes into that publish's one batch instead (once.go), as long as the batch
+// has not gone to the store: st.w.once holds it until the flush.
 
 // sessionWrites is what a session writing to the store keeps between messages.
 type sessionWrites struct {
@@ -27,6 +29,51 @@ type sessionWrites struct {
 	batch store.Batch // this message's writes, committed when the actor has handled it
 	acks  []*route    // acknowledgement shares given up once batch is durable
 	held  []outItem   // packets to the client that wait for batch (sendAfterCommit)
+	once  []onceSlot  // this message's writes about copies of publishes written in one batch
+	// opened: publishes written in one batch that this session has a copy of and that have not
+	// ended (onceDone). If the session fails and reloads from the store, those still open fail.
+	opened []*route
+}
+
+// open notes a publish written in one batch that the session has a copy of, until onceDone.
+func (w *sessionWrites) open(r *route) {
+	if !slices.Contains(w.opened, r) {
+		w.opened = append(w.opened, r)
+	}
+}
+
+// onceSlot is what handling one message wrote about the copy of a publish written in one
+// batch, with the acknowledgement share of the copy if it was taken then.
+type onceSlot struct {
+	r     *route
+	batch store.Batch
+	held  []outItem // the copy's first send, under the packet id its record holds
+	share bool
+}
+
+// batchFor returns the batch a write about d goes to: the one batch of its publish until that
+// is durable, else the session's. All writes about d while one message is handled go to the same.
+func (s *Session) batchFor(d *Deliver) *store.Batch {
+	if sl := s.slotFor(d.flow); sl != nil {
+		return &sl.batch
+	}
+	return &s.st.writes().batch
+}
+
+// slotFor returns the slot of r's one batch in this message's writes, made if r's batch is
+// not durable yet; nil if r has none or it is.
+func (s *Session) slotFor(r *route) *onceSlot {
+	w := s.st.writes()
+	for i := range w.once {
+		if w.once[i].r == r {
+			return &w.once[i]
+		}
+	}
+	if !r.pending() {
+		return nil
+	}
+	w.once = append(w.once, onceSlot{r: r})
+	return &w.once[len(w.once)-1]
 }
 
 // setStored says whether the session's state is in the store, to the actor and, through its
@@ -112,7 +159,7 @@ func (s *Session) storeMessage(d *Deliver) {
 		w.seq++
 		d.seq = w.seq
 	}
-	st.writes().batch.PutMessage(st.clientID, d.seq, messageRecord(d, 0, store.Queued))
+	s.batchFor(d).PutMessage(st.clientID, d.seq, messageRecord(d, 0, store.Queued))
 }
 
 // storeInflight writes where an inflight message stands: sent, or released (QoS 2).
@@ -130,7 +177,7 @@ func (s *Session) storeInflight(o *outMsg) {
 	if o.pubrel {
 		state = store.Released
 	}
-	st.writes().batch.PutMessage(st.clientID, o.d.seq, messageRecord(&o.d, o.id, state))
+	s.batchFor(&o.d).PutMessage(st.clientID, o.d.seq, messageRecord(&o.d, o.id, state))
 }
 
 func messageRecord(d *Deliver, id uint16, state store.MessageState) *store.MessageRecord {
@@ -139,20 +186,10 @@ func messageRecord(d *Deliver, id uint16, state store.MessageState) *store.Messa
 }
 
 // forgetMessage deletes the record of a message that completed or was dropped.
-func (s *Session) forgetMessage(seq uint64) {
-	if st := s.st; st.stored && seq != 0 {
-		st.writes().batch.DeleteMessage(st.clientID, seq)
+func (s *Session) forgetMessage(d *Deliver) {
+	if st := s.st; st.stored && d.seq != 0 {
+		s.batchFor(d).DeleteMessage(st.clientID, d.seq)
 	}
-}
-
-// storeInbound writes an inbound QoS 2 packet id; it reports whether there was a write.
-func (s *Session) storeInbound(id uint16) bool {
-	st := s.st
-	if !st.stored {
-		return false
-	}
-	st.writes().batch.PutInbound(st.clientID, id)
-	return true
 }
 
 func (s *Session) forgetInbound(id uint16) {
@@ -190,7 +227,16 @@ func (s *Session) flush() {
 	}
 	st.dirty = false
 	w := st.w
-	if w == nil || w.batch.Len() == 0 {
+	if w == nil {
+		return
+	}
+	shares := s.flushOnce()
+	defer func() {
+		for _, r := range shares {
+			r.ackDone() // the last share commits the publish's batch
+		}
+	}()
+	if w.batch.Len() == 0 {
 		return
 	}
 	acks, held, link := w.acks, w.held, st.link
@@ -217,14 +263,77 @@ func (s *Session) flush() {
 	w.batch.Reset()
 }
 
+// flushOnce joins this message's copies to their publishes' batches (once.go): their writes
+// go into a batch still open, or into the session's own batch after one that has gone to the
+// store. It returns the routes whose acknowledgement shares the session gives up once it has.
+func (s *Session) flushOnce() (shares []*route) {
+	st, w := s.st, s.st.w
+	for i := range w.once {
+		sl := &w.once[i]
+		switch sl.r.once.join(&sl.batch, st.ref.pid, st.link, sl.held) {
+		case joinedBatch:
+			w.open(sl.r)
+		case joinedLate:
+			w.open(sl.r)
+			s.afterBatch(sl)
+		case joinedDurable:
+			s.afterBatch(sl)
+		case joinedFailed:
+			// Never written: the copy goes too (the publisher sends it again).
+			s.env.System.Root.Send(st.ref.pid, &onceDone{route: sl.r, failed: true})
+		}
+		if sl.share {
+			shares = append(shares, sl.r)
+		}
+	}
+	clear(w.once)
+	w.once = w.once[:0]
+	return shares
+}
+
+// afterBatch takes a slot's writes and packets into the session's own batch, which is
+// committed after the publish's: a session with nothing to write sends at once.
+func (s *Session) afterBatch(sl *onceSlot) {
+	st, w := s.st, s.st.w
+	w.batch.Append(&sl.batch)
+	if w.batch.Len() > 0 {
+		w.held = append(w.held, sl.held...)
+		return
+	}
+	for _, it := range sl.held {
+		if st.link != nil {
+			_ = st.link.push(it)
+		}
+	}
+}
+
 // dropUncommitted forgets the writes of a message the actor failed on: they were never made,
-// and the publishers waiting for them are told so.
+// and the publishers waiting for them are told so. A stored session reloads from the store:
+// the publishes written in one batch it wrote into fail unless they have gone to the store.
 func (s *Session) dropUncommitted() {
 	st := s.st
 	st.dirty = false
 	w := st.w
 	if w == nil {
 		return
+	}
+	if !st.stored {
+		// It keeps its state in memory: the copies it took are still its own.
+		for _, r := range s.flushOnce() {
+			r.ackDone()
+		}
+	}
+	for _, sl := range w.once {
+		if sl.share {
+			sl.r.ackFailed()
+		}
+	}
+	clear(w.once)
+	w.once = w.once[:0]
+	if st.stored {
+		for _, r := range w.opened {
+			r.failOpen()
+		}
 	}
 	w.batch.Reset()
 	w.held = nil // unsent: the restarted session answers again from the store
@@ -318,9 +427,9 @@ func (s *Session) rebuild(ctx actor.Context, from *storedSession, restoring bool
 	}
 	for _, id := range from.inbound {
 		if st.inbound2 == nil {
-			st.inbound2 = make(map[uint16]struct{})
+			st.inbound2 = make(map[uint16]*route)
 		}
-		st.inbound2[id] = struct{}{}
+		st.inbound2[id] = nil
 	}
 	s.dirEntry(ctx)
 	s.reportSubs()

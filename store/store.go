@@ -155,6 +155,9 @@ func (b *Batch) DeleteRetained(topic string) {
 	b.ops = append(b.ops, op{kind: opDeleteRetained, key: topic})
 }
 
+// Append adds o's mutations to b, after b's own. o may be reset once Append has returned.
+func (b *Batch) Append(o *Batch) { b.ops = append(b.ops, o.ops...) }
+
 // Len returns the number of mutations in b.
 func (b *Batch) Len() int { return len(b.ops) }
 

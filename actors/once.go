@@ -1,0 +1,186 @@
+package actors
+
+import (
+	"errors"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/actormq/actormq/store"
+)
+
+// A QoS 2 publish from a stored session is written to the store in one batch: the
+// publisher's packet id and every stored subscriber's copy. The id makes a retransmission
+// known after a restart, so it must never be durable without the copies (the restarted broker
+// would answer the resend with PUBREC and route nothing: lost), nor the copies without it (the
+// resend would be routed again: delivered twice [MQTT-4.3.3-1]). Writing each in its own
+// session's batch left a kill -9 between the commits able to do either.
+//
+// So the route carries a onceWrite. The publisher's session puts the packet id in it; each
+// stored subscriber's session puts its copy in it when it has taken the copy, and gives up the
+// acknowledgement share the route holds for it; the last share to go commits the batch
+// (route.ackDone), and its callback answers the publisher. A subscriber does not send its copy
+// before the batch is durable (a copy on the wire must survive a crash, or the resend makes
+// it two), and hears when it is (onceDone).
+//
+// If anything fails before the commit (a session or a shard failing half-way, a copy that
+// reached no session), nothing of the batch is written: the publisher is told the message
+// failed and sends it again, and the subscribers that took a copy drop it.
+
+// onceWrite is the single batch of one QoS 2 publish from a stored session.
+type onceWrite struct {
+	mu        sync.Mutex
+	batch     store.Batch
+	submitted bool         // handed to the store (or given up): a write now goes behind it
+	writers   []*actor.PID // sessions with a copy in it: told when it is durable or failed
+	followers []*route     // retransmissions of the publish, answered with it
+	sends     []onceSend   // first sends of QoS 2 copies, pushed when it is durable
+	state     atomic.Uint32
+}
+
+// The states of a onceWrite.
+const (
+	onceOpen    uint32 = iota // not durable yet
+	onceDurable               // written: the copies may go out
+	onceFailed                // never written: the copies are dropped, the publisher resends
+)
+
+// errOnceFailed: a share of the route failed before its batch was committed.
+var errOnceFailed = errors.New("the publish failed before it was stored")
+
+// onceSend is a session's packets that wait for the batch: the PUBLISH of its copy under the
+// packet id its record in the batch holds.
+type onceSend struct {
+	link  *Link
+	items []outItem
+}
+
+// onceDone tells a session that a batch it wrote a copy into is durable, or will never be.
+type onceDone struct {
+	route  *route
+	failed bool
+}
+
+// How a session's copy joined the publish's batch.
+type joined uint8
+
+const (
+	joinedBatch   joined = iota // its writes are in the batch; onceDone will come
+	joinedLate                  // the batch has gone to the store: its writes follow it; onceDone will come
+	joinedDurable               // the batch is durable: its writes follow it
+	joinedFailed                // the batch will never be written: the copy is dropped
+)
+
+// join puts a session's writes about its copy in the batch while it is open, with the packets
+// to push to link once it is durable, and has the session told (onceDone) how it ends unless
+// it has ended. Writes and packets that come late are the caller's: after the batch, so in
+// order.
+func (o *onceWrite) join(b *store.Batch, writer *actor.PID, link *Link, held []outItem) joined {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	switch o.state.Load() {
+	case onceDurable:
+		return joinedDurable
+	case onceFailed:
+		return joinedFailed
+	}
+	if !slices.Contains(o.writers, writer) {
+		o.writers = append(o.writers, writer)
+	}
+	if o.submitted {
+		return joinedLate
+	}
+	o.batch.Append(b)
+	if len(held) > 0 && link != nil {
+		o.sends = append(o.sends, onceSend{link, held})
+	}
+	return joinedBatch
+}
+
+// pending reports whether r is a publish written in one batch that is not durable yet: a
+// session joins it with its copy, and a QoS 2 copy goes out only once it is.
+func (r *route) pending() bool {
+	return r != nil && r.once != nil && r.once.state.Load() != onceDurable
+}
+
+// failedOnce reports whether r's batch will never be written.
+func (r *route) failedOnce() bool {
+	return r != nil && r.once != nil && r.once.state.Load() == onceFailed
+}
+
+// follow answers a retransmission of the publish together with the original, if that has not
+// been answered yet; it reports whether it will.
+func (o *onceWrite) follow(r *route) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.state.Load() != onceOpen {
+		return false
+	}
+	o.followers = append(o.followers, r)
+	return true
+}
+
+// failOpen makes the route fail if its batch has not gone to the store: a session that wrote
+// into it is failing, and reloads from the store without what it wrote.
+func (r *route) failOpen() {
+	o := r.once
+	o.mu.Lock()
+	if !o.submitted {
+		r.fail()
+	}
+	o.mu.Unlock()
+}
+
+// commit writes the batch once every share has been given up, or gives it up if one failed.
+func (r *route) commit() {
+	o := r.once
+	o.mu.Lock()
+	o.submitted = true
+	failed := r.failed.Load()
+	o.mu.Unlock()
+	if failed {
+		r.onceWritten(errOnceFailed)
+		return
+	}
+	r.env.Store.Commit(&o.batch, r.onceWritten)
+}
+
+// onceWritten answers the publisher (and its retransmissions) and tells the writers.
+func (r *route) onceWritten(err error) {
+	o := r.once
+	if err != nil {
+		r.fail()
+	}
+	o.mu.Lock()
+	if err != nil {
+		o.state.Store(onceFailed)
+	} else {
+		o.state.Store(onceDurable)
+	}
+	writers, followers, sends := o.writers, o.followers, o.sends
+	o.writers, o.followers, o.sends = nil, nil, nil
+	o.mu.Unlock()
+	if err == nil {
+		for _, s := range sends {
+			for _, it := range s.items {
+				_ = s.link.pushSent(it)
+			}
+		}
+	}
+	r.finish()
+	for _, f := range followers {
+		if err != nil {
+			f.fail()
+		}
+		f.ackDone()
+		if err == nil {
+			decUnacked(f.link) // a retransmission counted again; its exchange is the original's
+		}
+		f.release() // the shard's share: it was never routed
+	}
+	for _, pid := range writers {
+		r.env.System.Root.Send(pid, &onceDone{route: r, failed: err != nil})
+	}
+}
