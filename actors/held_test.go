@@ -134,3 +134,45 @@ func decodeAll(t *testing.T, b []byte) []*codec.Publish {
 	}
 	return out
 }
+
+// A stored session's SUBACK waits for the session record that holds the new subscription, as
+// it waits for the shards: sent before it, a crash in between would leave the client told it
+// is subscribed [MQTT-3.8.4-1] by a broker that restarts without the subscription. The same
+// for UNSUBACK and a subscription removed.
+func TestSubackWaitsForTheSubscriptionRecord(t *testing.T) {
+	b := newOnceBroker(t, "sub")
+	subscribed := func() bool {
+		found := false
+		err := b.st.Store.Load(store.Visitor{Session: func(r *store.SessionRecord) error {
+			found = found || r.ClientID == "sub" && len(r.Subscriptions) == 1 && r.Subscriptions[0].Filter == "t/#"
+			return nil
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return found
+	}
+	for _, pkt := range []codec.Packet{
+		&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "t/#", QoS: 1}}},
+		&codec.Unsubscribe{PacketID: 2, Filters: []string{"t/#"}},
+	} {
+		before := len(b.conns["sub"].bytes())
+		b.st.hold()
+		b.env.System.Root.Send(b.pids["sub"], &clientPacket{gen: 1, pkt: pkt})
+		for deadline := time.Now().Add(5 * time.Second); b.st.queued() == 0; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%v: nothing was committed within 5 s", pkt.Type())
+			}
+		}
+		time.Sleep(50 * time.Millisecond) // time for an early answer to show
+		if n := len(b.conns["sub"].bytes()); n != before {
+			t.Fatalf("%v answered (%d bytes) before its record was durable", pkt.Type(), n-before)
+		}
+		b.st.release()
+		waitForBytes(t, b.conns["sub"], before+1)
+		_, isSub := pkt.(*codec.Subscribe)
+		if subscribed() != isSub {
+			t.Errorf("after the %v's answer, the store has the subscription: %v", pkt.Type(), !isSub)
+		}
+	}
+}

@@ -432,6 +432,7 @@ func (s *Session) subscribe(ctx actor.Context, p *codec.Subscribe) {
 			zap.String("client", st.clientID), zap.Int("refused", full), zap.Int("max", s.env.Cfg.Limits.MaxSubscriptionsPerClient))
 	}
 	st.dirty = true
+	s.answerAfterCommit(a)
 	s.reportSubs()
 	a.pkt = &codec.Suback{PacketID: p.PacketID, ReasonCodes: codes}
 	s.answerReady(ctx)
@@ -581,6 +582,7 @@ func (s *Session) unsubscribe(ctx actor.Context, p *codec.Unsubscribe) {
 			group: sub.group, req: a.req, reply: ctx.Self()})
 	}
 	st.dirty = true
+	s.answerAfterCommit(a)
 	s.reportSubs()
 	a.pkt = &codec.Unsuback{PacketID: p.PacketID, ReasonCodes: codes}
 	s.answerReady(ctx)

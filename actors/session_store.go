@@ -29,7 +29,10 @@ type sessionWrites struct {
 	batch store.Batch // this message's writes, committed when the actor has handled it
 	acks  []*route    // acknowledgement shares given up once batch is durable
 	held  []outItem   // packets to the client that wait for batch (sendAfterCommit)
-	once  []onceSlot  // this message's writes about copies of publishes written in one batch
+	// answers: SUBACKs and UNSUBACKs (request numbers) that wait for batch, which holds the
+	// session record with their subscriptions (answerAfterCommit)
+	answers []uint64
+	once    []onceSlot // this message's writes about copies of publishes written in one batch
 	// opened: publishes written in one batch that this session has a copy of and that have not
 	// ended (onceDone). If the session fails and reloads from the store, those still open fail.
 	opened []*route
@@ -217,6 +220,26 @@ func (s *Session) sendAfterCommit(it outItem) error {
 	return nil
 }
 
+// answerAfterCommit makes a stored session's SUBACK or UNSUBACK wait for the session record
+// this message writes, as it waits for the shards: sent before it, a crash in between would
+// lose a subscription the client was told it has (or bring back one it removed).
+func (s *Session) answerAfterCommit(a *answer) {
+	st := s.st
+	if !st.stored {
+		return
+	}
+	a.waiting++
+	w := st.writes()
+	w.answers = append(w.answers, a.req)
+}
+
+// answersCommitted tells session self that the records its answers wait for are written.
+func answersCommitted(env *Env, self *actor.PID, reqs []uint64) {
+	for _, req := range reqs {
+		env.System.Root.Send(self, &subscribed{req: req})
+	}
+}
+
 // flush commits what handling one message wrote. With the memory store the callback runs
 // before Commit returns; with the disk store it runs on the store's goroutine, after the
 // group's fsync.
@@ -236,14 +259,18 @@ func (s *Session) flush() {
 			r.ackDone() // the last share commits the publish's batch
 		}
 	}()
+	answers, env, self := w.answers, s.env, st.ref.pid
+	w.answers = nil
 	if w.batch.Len() == 0 {
+		answersCommitted(env, self, answers)
 		return
 	}
 	acks, held, link := w.acks, w.held, st.link
 	w.acks, w.held = nil, nil
 	var done func(error)
-	if len(acks) > 0 || len(held) > 0 {
+	if len(acks) > 0 || len(held) > 0 || len(answers) > 0 {
 		done = func(err error) {
+			answersCommitted(env, self, answers) // also on an error: the client is not left waiting
 			for _, r := range acks {
 				if err != nil {
 					r.fail() // not durable: the publisher must send it again
@@ -337,6 +364,8 @@ func (s *Session) dropUncommitted() {
 	}
 	w.batch.Reset()
 	w.held = nil // unsent: the restarted session answers again from the store
+	answersCommitted(s.env, st.ref.pid, w.answers)
+	w.answers = nil
 	for _, r := range w.acks {
 		r.ackFailed()
 	}
