@@ -151,7 +151,10 @@ type sessionRef struct {
 // inboundFailed: a QoS 2 publish of this session's client could not be routed. The session
 // forgets its packet id, so that the client's retransmission is routed, not taken for a
 // duplicate [MQTT-4.3.3-10].
-type inboundFailed struct{ id uint16 }
+type inboundFailed struct {
+	id    uint16
+	route *route
+}
 
 // ---- to a router shard ----
 
@@ -251,7 +254,7 @@ func (r *route) answer() {
 	}
 	if r.failed.Load() {
 		if pub.QoS == 2 && r.session != nil {
-			r.env.System.Root.Send(r.session, &inboundFailed{id: pub.PacketID})
+			r.env.System.Root.Send(r.session, &inboundFailed{id: pub.PacketID, route: r})
 		}
 		if l.Version != codec.V5 {
 			l.Abort() // no failure code in 3.1.1: the client sends it again on its next connection

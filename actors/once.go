@@ -21,9 +21,9 @@ import (
 // So the route carries a onceWrite. The publisher's session puts the packet id in it; each
 // stored subscriber's session puts its copy in it when it has taken the copy, and gives up the
 // acknowledgement share the route holds for it; the last share to go commits the batch
-// (route.ackDone), and its callback answers the publisher. A subscriber does not send its copy
-// before the batch is durable (a copy on the wire must survive a crash, or the resend makes
-// it two), and hears when it is (onceDone).
+// (route.ackDone), and its callback answers the publisher. A session keeps a QoS 2 copy in
+// its queue until the batch is durable (a copy on the wire must survive a crash, or the resend
+// makes it two), and hears when it is (onceDone); the queue keeps the order.
 //
 // If anything fails before the commit (a session or a shard failing half-way, a copy that
 // reached no session), nothing of the batch is written: the publisher is told the message
@@ -36,7 +36,6 @@ type onceWrite struct {
 	submitted bool         // handed to the store (or given up): a write now goes behind it
 	writers   []*actor.PID // sessions with a copy in it: told when it is durable or failed
 	followers []*route     // retransmissions of the publish, answered with it
-	sends     []onceSend   // first sends of QoS 2 copies, pushed when it is durable
 	state     atomic.Uint32
 }
 
@@ -49,13 +48,6 @@ const (
 
 // errOnceFailed: a share of the route failed before its batch was committed.
 var errOnceFailed = errors.New("the publish failed before it was stored")
-
-// onceSend is a session's packets that wait for the batch: the PUBLISH of its copy under the
-// packet id its record in the batch holds.
-type onceSend struct {
-	link  *Link
-	items []outItem
-}
 
 // onceDone tells a session that a batch it wrote a copy into is durable, or will never be.
 type onceDone struct {
@@ -73,11 +65,10 @@ const (
 	joinedFailed                // the batch will never be written: the copy is dropped
 )
 
-// join puts a session's writes about its copy in the batch while it is open, with the packets
-// to push to link once it is durable, and has the session told (onceDone) how it ends unless
-// it has ended. Writes and packets that come late are the caller's: after the batch, so in
-// order.
-func (o *onceWrite) join(b *store.Batch, writer *actor.PID, link *Link, held []outItem) joined {
+// join puts a session's writes about its copy in the batch while it is open, and has the
+// session told (onceDone) how it ends unless it has ended. Writes that come late are the
+// caller's to commit: the batch is queued to the store by then (commit), so they follow it.
+func (o *onceWrite) join(b *store.Batch, writer *actor.PID) joined {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	switch o.state.Load() {
@@ -93,9 +84,6 @@ func (o *onceWrite) join(b *store.Batch, writer *actor.PID, link *Link, held []o
 		return joinedLate
 	}
 	o.batch.Append(b)
-	if len(held) > 0 && link != nil {
-		o.sends = append(o.sends, onceSend{link, held})
-	}
 	return joinedBatch
 }
 
@@ -111,15 +99,15 @@ func (r *route) failedOnce() bool {
 }
 
 // follow answers a retransmission of the publish together with the original, if that has not
-// been answered yet; it reports whether it will.
-func (o *onceWrite) follow(r *route) bool {
+// been answered yet (it reports onceOpen then); else it reports how the original ended.
+func (o *onceWrite) follow(r *route) uint32 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.state.Load() != onceOpen {
-		return false
+	st := o.state.Load()
+	if st == onceOpen {
+		o.followers = append(o.followers, r)
 	}
-	o.followers = append(o.followers, r)
-	return true
+	return st
 }
 
 // failOpen makes the route fail if its batch has not gone to the store: a session that wrote
@@ -134,17 +122,24 @@ func (r *route) failOpen() {
 }
 
 // commit writes the batch once every share has been given up, or gives it up if one failed.
+// It queues the batch to the store under o.mu, so that a session that finds it submitted
+// (join, failOpen) knows it is queued: the session's own later commits follow it, and a
+// session reloading from the store sees it. The callback runs on a goroutine of its own: the
+// memory store calls it inside Commit, and it takes o.mu.
 func (r *route) commit() {
 	o := r.once
 	o.mu.Lock()
 	o.submitted = true
-	failed := r.failed.Load()
-	o.mu.Unlock()
-	if failed {
+	if r.failed.Load() {
+		o.state.Store(onceFailed) // before anyone can join it
+		o.batch.Reset()
+		o.mu.Unlock()
 		r.onceWritten(errOnceFailed)
 		return
 	}
-	r.env.Store.Commit(&o.batch, r.onceWritten)
+	r.env.Store.Commit(&o.batch, func(err error) { go r.onceWritten(err) })
+	o.batch.Reset() // the store has it: the records stay alive only while they are needed
+	o.mu.Unlock()
 }
 
 // onceWritten answers the publisher (and its retransmissions) and tells the writers.
@@ -159,16 +154,9 @@ func (r *route) onceWritten(err error) {
 	} else {
 		o.state.Store(onceDurable)
 	}
-	writers, followers, sends := o.writers, o.followers, o.sends
-	o.writers, o.followers, o.sends = nil, nil, nil
+	writers, followers := o.writers, o.followers
+	o.writers, o.followers = nil, nil
 	o.mu.Unlock()
-	if err == nil {
-		for _, s := range sends {
-			for _, it := range s.items {
-				_ = s.link.pushSent(it)
-			}
-		}
-	}
 	r.finish()
 	for _, f := range followers {
 		if err != nil {

@@ -134,7 +134,10 @@ func (s *Session) handle(ctx actor.Context, msg any) {
 	case *onceDone:
 		s.onceDone(ctx, m)
 	case *inboundFailed:
-		s.forgetInbound(m.id)
+		// Unless the id is another publish's by now: a retransmission routed as new.
+		if cur := st.inbound2[m.id]; cur == nil || cur == m.route {
+			s.forgetInbound(m.id)
+		}
 	case *clientPacket:
 		if m.gen == st.gen && st.link != nil {
 			s.clientPacket(ctx, m.pkt)

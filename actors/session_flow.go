@@ -163,6 +163,13 @@ func (s *Session) pump(ctx actor.Context) {
 			}
 			continue
 		}
+		if s.copyWaits(&d) {
+			// Its publish's batch (once.go) is not durable: on the wire now, a crash before
+			// it would have the publisher send it again, and this client take it twice.
+			// onceDone pumps again; the queue keeps the order.
+			st.queue.pushFront(d)
+			return
+		}
 		o := &outMsg{d: d, id: s.nextPacketID()}
 		switch s.send(d, o.id, false) {
 		case writerFull:
@@ -206,16 +213,6 @@ func (s *Session) send(d Deliver, id uint16, dup bool) sendResult {
 		s.env.Stats.DroppedTooLarge.Add(1) // [MQTT-3.1.2-25]
 		s.countDrops(1)
 		return discarded
-	}
-	if d.QoS == 2 {
-		if sl := s.slotFor(d.flow); sl != nil {
-			// Its publish's batch (once.go) is not durable: on the wire now, a crash before
-			// it would have the publisher send it again, and this client take it twice. It
-			// goes out when the batch is durable; never sent before, so not as a duplicate.
-			it.dup = false
-			sl.held = append(sl.held, it)
-			return sent
-		}
 	}
 	if d.QoS == 2 && !dup {
 		// Under its packet id only once the record of that id is durable: else a crash in
@@ -330,14 +327,22 @@ func (s *Session) inboundQoS2(ctx actor.Context, m *inboundQoS2) {
 	r.session = ctx.Self()
 	if first, seen := st.inbound2[r.pub.PacketID]; seen {
 		// A retransmission of a message already routed: acknowledged, not routed again;
-		// with the original's answer if that is still waiting for its write.
-		if first != nil && first.once.follow(r) {
+		// with the original's answer if that is still waiting for its write. One whose
+		// original was never written is routed as new (its inboundFailed may still be on
+		// its way, and must then leave this one's id alone).
+		state := onceDurable
+		if first != nil {
+			state = first.once.follow(r)
+		}
+		switch state {
+		case onceOpen:
+			return
+		case onceDurable:
+			_ = r.link.sendAck(codec.TypePubrec, r.pub.PacketID, codec.Success)
+			decUnacked(r.link)
+			r.settle()
 			return
 		}
-		_ = r.link.sendAck(codec.TypePubrec, r.pub.PacketID, codec.Success)
-		decUnacked(r.link)
-		r.settle()
-		return
 	}
 	if st.inbound2 == nil {
 		st.inbound2 = make(map[uint16]*route)
@@ -368,8 +373,8 @@ func (s *Session) onceDone(ctx actor.Context, m *onceDone) {
 		st.inbound2[id] = nil // answered: a retransmission now gets PUBREC at once
 	}
 	if m.failed {
-		// Not sent (a QoS 2 copy waits) or sent at QoS 1 (a repeat is allowed): the unsent
-		// go, with any record written of them after the batch.
+		// Queued (a QoS 2 copy waits there) or sent at QoS 1 (a repeat is allowed): the
+		// queued go, with any record written of them after the batch.
 		drop := func(d *Deliver) bool {
 			if d.flow != m.route {
 				return false
@@ -380,16 +385,6 @@ func (s *Session) onceDone(ctx actor.Context, m *onceDone) {
 			return true
 		}
 		st.queue.remove(drop)
-		for _, o := range st.order {
-			if !o.done && o.d.QoS == 2 && drop(&o.d) {
-				o.done = true // its PUBLISH waited for the batch: never sent
-				delete(st.inflight, o.id)
-			}
-		}
-		for len(st.order) > 0 && st.order[0].done {
-			st.order[0] = nil
-			st.order = st.order[1:]
-		}
 		st.parked = slices.DeleteFunc(st.parked, func(d Deliver) bool {
 			if drop(&d) {
 				d.flow.release()

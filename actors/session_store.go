@@ -50,7 +50,6 @@ func (w *sessionWrites) open(r *route) {
 type onceSlot struct {
 	r     *route
 	batch store.Batch
-	held  []outItem // the copy's first send, under the packet id its record holds
 	share bool
 }
 
@@ -151,7 +150,11 @@ func (s *Session) unstore() {
 	}
 	st.setStored(false)
 	st.dirty = false
-	st.writes().batch.DeleteSession(st.clientID)
+	w := st.writes()
+	w.batch.DeleteSession(st.clientID)
+	for _, r := range w.opened {
+		r.failOpen() // what it wrote into them would outlive the delete
+	}
 }
 
 // storeMessage writes a QoS 1/2 message the session has taken, as queued.
@@ -297,14 +300,14 @@ func (s *Session) flushOnce() (shares []*route) {
 	st, w := s.st, s.st.w
 	for i := range w.once {
 		sl := &w.once[i]
-		switch sl.r.once.join(&sl.batch, st.ref.pid, st.link, sl.held) {
+		switch sl.r.once.join(&sl.batch, st.ref.pid) {
 		case joinedBatch:
 			w.open(sl.r)
 		case joinedLate:
 			w.open(sl.r)
-			s.afterBatch(sl)
+			w.batch.Append(&sl.batch)
 		case joinedDurable:
-			s.afterBatch(sl)
+			w.batch.Append(&sl.batch)
 		case joinedFailed:
 			// Never written: the copy goes too (the publisher sends it again).
 			s.env.System.Root.Send(st.ref.pid, &onceDone{route: sl.r, failed: true})
@@ -318,20 +321,14 @@ func (s *Session) flushOnce() (shares []*route) {
 	return shares
 }
 
-// afterBatch takes a slot's writes and packets into the session's own batch, which is
-// committed after the publish's: a session with nothing to write sends at once.
-func (s *Session) afterBatch(sl *onceSlot) {
-	st, w := s.st, s.st.w
-	w.batch.Append(&sl.batch)
-	if w.batch.Len() > 0 {
-		w.held = append(w.held, sl.held...)
-		return
+// copyWaits reports whether d is this session's QoS 2 copy of a publish whose one batch is
+// not durable yet: it stays queued until onceDone says it is, and goes if it says it failed.
+func (s *Session) copyWaits(d *Deliver) bool {
+	r, w := d.flow, s.st.w
+	if d.QoS != 2 || w == nil || !r.pending() {
+		return false
 	}
-	for _, it := range sl.held {
-		if st.link != nil {
-			_ = st.link.push(it)
-		}
-	}
+	return slices.Contains(w.opened, r) || slices.ContainsFunc(w.once, func(sl onceSlot) bool { return sl.r == r })
 }
 
 // dropUncommitted forgets the writes of a message the actor failed on: they were never made,
