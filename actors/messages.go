@@ -102,6 +102,9 @@ type Deliver struct {
 	// ack: flow holds an acknowledgement share for this delivery, which the session gives
 	// up once the message is in its store (the publisher's PUBACK waits for it).
 	ack bool
+	// id: the packet id a stored QoS 2 copy of a publish written in one batch will be sent
+	// under, written in its record (Session.reserveID); 0 if it has none yet.
+	id  uint16
 	seq uint64 // the session's record of the message; 0 while it has none
 }
 

@@ -34,6 +34,7 @@ type onceWrite struct {
 	mu        sync.Mutex
 	batch     store.Batch
 	submitted bool         // handed to the store (or given up): a write now goes behind it
+	queued    sync.WaitGroup // done once a submitted batch is in the store's queue
 	writers   []*actor.PID // sessions with a copy in it: told when it is durable or failed
 	followers []*route     // retransmissions of the publish, answered with it
 	state     atomic.Uint32
@@ -81,6 +82,9 @@ func (o *onceWrite) join(b *store.Batch, writer *actor.PID) joined {
 		o.writers = append(o.writers, writer)
 	}
 	if o.submitted {
+		o.mu.Unlock()
+		o.queued.Wait() // a moment at most: the caller's commit must come after it
+		o.mu.Lock()
 		return joinedLate
 	}
 	o.batch.Append(b)
@@ -115,17 +119,20 @@ func (o *onceWrite) follow(r *route) uint32 {
 func (r *route) failOpen() {
 	o := r.once
 	o.mu.Lock()
-	if !o.submitted {
+	submitted := o.submitted
+	if !submitted {
 		r.fail()
 	}
 	o.mu.Unlock()
+	if submitted {
+		o.queued.Wait() // so that the session's reload sees it
+	}
 }
 
 // commit writes the batch once every share has been given up, or gives it up if one failed.
-// It queues the batch to the store under o.mu, so that a session that finds it submitted
-// (join, failOpen) knows it is queued: the session's own later commits follow it, and a
-// session reloading from the store sees it. The callback runs on a goroutine of its own: the
-// memory store calls it inside Commit, and it takes o.mu.
+// A session that finds it submitted (join, failOpen) waits until it is in the store's queue:
+// the session's own later commits then follow it, and a session reloading from the store sees
+// it. (Not under o.mu: the memory store calls the callback inside Commit, and it takes o.mu.)
 func (r *route) commit() {
 	o := r.once
 	o.mu.Lock()
@@ -137,9 +144,11 @@ func (r *route) commit() {
 		r.onceWritten(errOnceFailed)
 		return
 	}
-	r.env.Store.Commit(&o.batch, func(err error) { go r.onceWritten(err) })
-	o.batch.Reset() // the store has it: the records stay alive only while they are needed
+	o.queued.Add(1)
 	o.mu.Unlock()
+	r.env.Store.Commit(&o.batch, r.onceWritten)
+	o.batch.Reset() // the store has it: the records stay alive only while they are needed
+	o.queued.Done()
 }
 
 // onceWritten answers the publisher (and its retransmissions) and tells the writers.

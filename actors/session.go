@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -63,6 +64,7 @@ type sessionState struct {
 	answers    []*answer // SUBACKs and UNSUBACKs waiting for the shards, in order (session_flow.go)
 	reqs       uint64    // the last answer's request number
 	nextID     uint16
+	reserved   map[uint16]struct{} // packet ids queued copies will be sent under (reserveID)
 	// inbound2: QoS 2 ids received and not yet released [MQTT-4.3.3-10], with the route of
 	// one whose batch (once.go) is not written yet.
 	inbound2 map[uint16]*route
@@ -137,6 +139,9 @@ func (s *Session) handle(ctx actor.Context, msg any) {
 		// Unless the id is another publish's by now: a retransmission routed as new.
 		if cur := st.inbound2[m.id]; cur == nil || cur == m.route {
 			s.forgetInbound(m.id)
+		}
+		if w := st.w; w != nil {
+			w.opened = slices.DeleteFunc(w.opened, func(r *route) bool { return r == m.route })
 		}
 	case *clientPacket:
 		if m.gen == st.gen && st.link != nil {
@@ -395,6 +400,7 @@ func (s *Session) reset(ctx actor.Context) {
 		delete(st.subs, f)
 	}
 	clear(st.inflight)
+	clear(st.reserved)
 	st.order = nil
 	for _, d := range st.parked {
 		d.flow.release()

@@ -27,6 +27,9 @@ func (s *Session) take(ctx actor.Context, d Deliver) {
 	}
 	switch {
 	case st.stored && d.QoS > 0:
+		if d.QoS == 2 && d.flow.pending() {
+			d.id = s.reserveID()
+		}
 		s.storeMessage(&d)
 		switch sl := s.slotFor(d.flow); {
 		case !d.ack:
@@ -74,6 +77,7 @@ func (s *Session) queue(d Deliver) {
 	if dropped, ok := s.st.queue.push(d, s.env.Cfg.Sessions.QueueDropPolicy == "drop_newest"); ok {
 		s.env.Stats.DroppedQueue.Add(1)
 		s.countDrops(1)
+		s.unreserve(&dropped)
 		s.forgetMessage(&dropped)
 	}
 }
@@ -170,17 +174,27 @@ func (s *Session) pump(ctx actor.Context) {
 			st.queue.pushFront(d)
 			return
 		}
-		o := &outMsg{d: d, id: s.nextPacketID()}
+		o := &outMsg{d: d, id: d.id}
+		if o.id == 0 {
+			o.id = s.nextPacketID()
+		}
 		switch s.send(d, o.id, false) {
 		case writerFull:
 			st.queue.pushFront(d) // kept for a retry
 			s.retryLater(ctx)
 			return
 		case discarded:
+			s.unreserve(&d)
 			s.forgetMessage(&d)
 			continue // expired or too large: as if its delivery had completed [MQTT-3.1.2-25]
 		}
 		s.addInflight(o)
+		if d.id != 0 {
+			// Its record holds the id it went out under: a restarted session sends it under
+			// that id again, so "in flight" need not be written.
+			s.unreserve(&d)
+			continue
+		}
 		s.storeInflight(o)
 	}
 }
@@ -214,7 +228,7 @@ func (s *Session) send(d Deliver, id uint16, dup bool) sendResult {
 		s.countDrops(1)
 		return discarded
 	}
-	if d.QoS == 2 && !dup {
+	if d.QoS == 2 && !dup && d.id == 0 {
 		// Under its packet id only once the record of that id is durable: else a crash in
 		// between leaves it queued in the store, to be sent again under a new id.
 		if s.sendAfterCommit(it) != nil {
@@ -254,7 +268,9 @@ func (s *Session) nextPacketID() uint16 {
 			st.nextID = 1
 		}
 		if _, used := st.inflight[st.nextID]; !used {
-			return st.nextID
+			if _, held := st.reserved[st.nextID]; !held {
+				return st.nextID
+			}
 		}
 	}
 }
@@ -351,7 +367,7 @@ func (s *Session) inboundQoS2(ctx actor.Context, m *inboundQoS2) {
 	if st.stored {
 		// The id and every stored copy in one batch: PUBREC once it is durable, so that a
 		// retransmission after a crash is known exactly when the copies are there (once.go).
-		r.once = &onceWrite{writers: []*actor.PID{st.ref.pid}}
+		r.once = new(onceWrite) // the publisher needs no onceDone: follow and failures tell it
 		r.once.batch.PutInbound(st.clientID, r.pub.PacketID)
 		st.inbound2[r.pub.PacketID] = r
 		w := st.writes()
@@ -382,6 +398,7 @@ func (s *Session) onceDone(ctx actor.Context, m *onceDone) {
 			if st.stored && d.seq != 0 {
 				st.writes().batch.DeleteMessage(st.clientID, d.seq)
 			}
+			s.unreserve(d)
 			return true
 		}
 		st.queue.remove(drop)

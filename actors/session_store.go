@@ -38,8 +38,11 @@ type sessionWrites struct {
 	opened []*route
 }
 
-// open notes a publish written in one batch that the session has a copy of, until onceDone.
+// open notes a publish written in one batch that the session has a copy of (or published),
+// until onceDone. The publisher is not told (its durable ones go here, its failed ones with
+// inboundFailed).
 func (w *sessionWrites) open(r *route) {
+	w.opened = slices.DeleteFunc(w.opened, func(o *route) bool { return !o.pending() })
 	if !slices.Contains(w.opened, r) {
 		w.opened = append(w.opened, r)
 	}
@@ -165,7 +168,7 @@ func (s *Session) storeMessage(d *Deliver) {
 		w.seq++
 		d.seq = w.seq
 	}
-	s.batchFor(d).PutMessage(st.clientID, d.seq, messageRecord(d, 0, store.Queued))
+	s.batchFor(d).PutMessage(st.clientID, d.seq, messageRecord(d, d.id, store.Queued))
 }
 
 // storeInflight writes where an inflight message stands: sent, or released (QoS 2).
@@ -306,10 +309,13 @@ func (s *Session) flushOnce() (shares []*route) {
 		case joinedLate:
 			w.open(sl.r)
 			w.batch.Append(&sl.batch)
+			s.unreserveLate(sl.r)
 		case joinedDurable:
 			w.batch.Append(&sl.batch)
 		case joinedFailed:
-			// Never written: the copy goes too (the publisher sends it again).
+			// Never written: the copy goes too (the publisher sends it again); it waits
+			// for that in the queue.
+			w.open(sl.r)
 			s.env.System.Root.Send(st.ref.pid, &onceDone{route: sl.r, failed: true})
 		}
 		if sl.share {
@@ -319,6 +325,48 @@ func (s *Session) flushOnce() (shares []*route) {
 	clear(w.once)
 	w.once = w.once[:0]
 	return shares
+}
+
+// reserveID gives a stored QoS 2 copy of a publish written in one batch the packet id it
+// will be sent under, in its record in the batch: it goes out as soon as the batch is durable,
+// without a second commit of "sent under id N" first (a restarted session sends it under the
+// same id, which its client takes for the message it has, if it has it [MQTT-4.3.3-10]). None
+// (0) when the ids are short: the window keeps what it needs.
+func (s *Session) reserveID() uint16 {
+	st := s.st
+	if len(st.inflight)+len(st.reserved)+s.window() >= 0xFFFF {
+		return 0
+	}
+	id := s.nextPacketID()
+	s.reserve(id)
+	return id
+}
+
+func (s *Session) reserve(id uint16) {
+	if s.st.reserved == nil {
+		s.st.reserved = make(map[uint16]struct{})
+	}
+	s.st.reserved[id] = struct{}{}
+}
+
+// unreserve gives back the packet id of a copy that goes or has gone in flight under it.
+func (s *Session) unreserve(d *Deliver) {
+	if d.id != 0 {
+		delete(s.st.reserved, d.id)
+	}
+}
+
+// unreserveLate takes the reserved ids back from the queued copies of r, whose records joined
+// its batch late: they are in the session's own batch, not durable with r's, so these copies
+// go out the usual way (under an id whose record is committed first).
+func (s *Session) unreserveLate(r *route) {
+	q := &s.st.queue
+	for i := q.head; i < len(q.buf); i++ {
+		if d := &q.buf[i]; d.flow == r && d.id != 0 {
+			s.unreserve(d)
+			d.id = 0
+		}
+	}
 }
 
 // copyWaits reports whether d is this session's QoS 2 copy of a publish whose one batch is
@@ -420,6 +468,7 @@ func (s *Session) rebuild(ctx actor.Context, from *storedSession, restoring bool
 	s.env.Stats.Subscriptions.Add(-int64(len(st.subs)))
 	st.subs = make(map[string]*subscription, len(rec.Subscriptions))
 	clear(st.inflight)
+	clear(st.reserved)
 	st.order = nil
 	st.queue.clear()
 	st.backlog = nil
@@ -441,6 +490,7 @@ func (s *Session) rebuild(ctx actor.Context, from *storedSession, restoring bool
 		w := st.writes()
 		w.seq = max(w.seq, m.seq)
 		if r.State == store.Queued {
+			d.id = r.PacketID                      // reserved (below): it may have gone out under it before the restart
 			st.queue.buf = append(st.queue.buf, d) // as it was, even past a lowered limit
 			continue
 		}
@@ -450,6 +500,20 @@ func (s *Session) rebuild(ctx actor.Context, from *storedSession, restoring bool
 		o := &outMsg{d: d, id: r.PacketID, pubrel: r.State == store.Released}
 		s.addInflight(o)
 		st.nextID = max(st.nextID, o.id)
+	}
+	for i := range st.queue.buf {
+		// An id in flight or reserved already was taken back from this copy (unreserveLate).
+		d := &st.queue.buf[i]
+		if d.id == 0 {
+			continue
+		}
+		_, inflight := st.inflight[d.id]
+		_, reserved := st.reserved[d.id]
+		if inflight || reserved {
+			d.id = 0
+			continue
+		}
+		s.reserve(d.id)
 	}
 	for _, id := range from.inbound {
 		if st.inbound2 == nil {
