@@ -33,10 +33,10 @@ import (
 type onceWrite struct {
 	mu        sync.Mutex
 	batch     store.Batch
-	submitted bool         // handed to the store (or given up): a write now goes behind it
+	submitted bool           // handed to the store (or given up): a write now goes behind it
 	queued    sync.WaitGroup // done once a submitted batch is in the store's queue
-	writers   []*actor.PID // sessions with a copy in it: told when it is durable or failed
-	followers []*route     // retransmissions of the publish, answered with it
+	writers   []*actor.PID   // sessions with a copy in it: told when it is durable or failed
+	followers []*route       // retransmissions of the publish, answered with it
 	state     atomic.Uint32
 }
 

@@ -72,7 +72,7 @@ type sessionState struct {
 	// The store (session_store.go).
 	stored bool           // this session's state is in the store
 	dirty  bool           // the session record changed
-	w      *sessionWrites // made at the first write: a session that is never stored has none
+	w      *sessionWrites // made at the first write, or the first copy of a QoS 2 publish written in one batch
 
 	// scratch is for fitsDelivery's size check, made the first time a client has a Maximum
 	// Packet Size: most never do, and an idle session should not carry it.

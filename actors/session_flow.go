@@ -22,20 +22,22 @@ func (s *Session) take(ctx actor.Context, d Deliver) {
 		d.flow.release() // its publish was never written: the publisher sends it again
 		return
 	}
+	var sl *onceSlot
 	if d.QoS == 2 || st.stored && d.QoS > 0 {
-		s.slotFor(d.flow) // a copy of a publish written in one batch joins it (once.go)
+		sl = s.slotFor(d.flow) // a copy of a publish written in one batch joins it (once.go)
 	}
 	switch {
 	case st.stored && d.QoS > 0:
-		if d.QoS == 2 && d.flow.pending() {
+		if d.ack && sl != nil {
+			// First: should the actor fail from here on, dropUncommitted gives it up (a
+			// share lost would keep the batch, and every copy of it, waiting for good).
+			sl.share = true
+		}
+		if d.QoS == 2 && sl != nil {
 			d.id = s.reserveID()
 		}
 		s.storeMessage(&d)
-		switch sl := s.slotFor(d.flow); {
-		case !d.ack:
-		case sl != nil:
-			sl.share = true // given up once the copy is in the publish's batch
-		default:
+		if d.ack && sl == nil {
 			w := st.writes()
 			w.acks = append(w.acks, d.flow)
 		}
