@@ -104,8 +104,10 @@ type Deliver struct {
 	ack bool
 	// id: the packet id a stored QoS 2 copy of a publish written in one batch will be sent
 	// under, written in its record (Session.reserveID); 0 if it has none yet.
-	id  uint16
-	seq uint64 // the session's record of the message; 0 while it has none
+	id uint16
+	// maybeSent: restored with its reserved id: it may have gone out under it before.
+	maybeSent bool
+	seq       uint64 // the session's record of the message; 0 while it has none
 }
 
 // subscribed: a shard has taken in a subscription change the session asked it to answer

@@ -139,7 +139,7 @@ func (r *route) commit() {
 	o.submitted = true
 	if r.failed.Load() {
 		o.state.Store(onceFailed) // before anyone can join it
-		o.batch.Reset()
+		o.batch = store.Batch{}
 		o.mu.Unlock()
 		r.onceWritten(errOnceFailed)
 		return
@@ -147,7 +147,7 @@ func (r *route) commit() {
 	o.queued.Add(1)
 	o.mu.Unlock()
 	r.env.Store.Commit(&o.batch, r.onceWritten)
-	o.batch.Reset() // the store has it: the records stay alive only while they are needed
+	o.batch = store.Batch{} // the store has it; o lives on until the publisher's PUBREL
 	o.queued.Done()
 }
 

@@ -65,9 +65,9 @@ type sessionState struct {
 	reqs       uint64    // the last answer's request number
 	nextID     uint16
 	reserved   map[uint16]struct{} // packet ids queued copies will be sent under (reserveID)
-	// inbound2: QoS 2 ids received and not yet released [MQTT-4.3.3-10], with the route of
-	// one whose batch (once.go) is not written yet.
-	inbound2 map[uint16]*route
+	// inbound2: QoS 2 ids received and not yet released [MQTT-4.3.3-10], with the batch
+	// (once.go) of one from a stored session: a retransmission is answered as it ends.
+	inbound2 map[uint16]*onceWrite
 
 	// The store (session_store.go).
 	stored bool           // this session's state is in the store
@@ -137,7 +137,7 @@ func (s *Session) handle(ctx actor.Context, msg any) {
 		s.onceDone(ctx, m)
 	case *inboundFailed:
 		// Unless the id is another publish's by now: a retransmission routed as new.
-		if cur := st.inbound2[m.id]; cur == nil || cur == m.route {
+		if cur := st.inbound2[m.id]; cur == nil || cur == m.route.once {
 			s.forgetInbound(m.id)
 		}
 		if w := st.w; w != nil {

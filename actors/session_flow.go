@@ -180,7 +180,11 @@ func (s *Session) pump(ctx actor.Context) {
 		if o.id == 0 {
 			o.id = s.nextPacketID()
 		}
-		switch s.send(d, o.id, false) {
+		if o.id == 0 {
+			st.queue.pushFront(d) // every id is in flight or reserved: on when one completes
+			return
+		}
+		switch s.send(d, o.id, d.maybeSent) {
 		case writerFull:
 			st.queue.pushFront(d) // kept for a retry
 			s.retryLater(ctx)
@@ -230,9 +234,10 @@ func (s *Session) send(d Deliver, id uint16, dup bool) sendResult {
 		s.countDrops(1)
 		return discarded
 	}
-	if d.QoS == 2 && !dup && d.id == 0 {
+	if d.QoS == 2 && !dup && d.id == 0 || d.id != 0 && s.heldAhead() {
 		// Under its packet id only once the record of that id is durable: else a crash in
-		// between leaves it queued in the store, to be sent again under a new id.
+		// between leaves it queued in the store, to be sent again under a new id. A copy
+		// whose record holds its id already waits only not to overtake one that waits.
 		if s.sendAfterCommit(it) != nil {
 			return writerFull
 		}
@@ -242,6 +247,12 @@ func (s *Session) send(d Deliver, id uint16, dup bool) sendResult {
 		return writerFull
 	}
 	return sent
+}
+
+// heldAhead reports whether packets held for a commit are waiting to go out.
+func (s *Session) heldAhead() bool {
+	w := s.st.w
+	return w != nil && (len(w.held) > 0 || w.heldOut.Load() > 0)
 }
 
 func (s *Session) retryLater(ctx actor.Context) {
@@ -262,9 +273,10 @@ func (s *Session) addInflight(o *outMsg) {
 	st.order = append(st.order, o)
 }
 
+// nextPacketID returns a packet id neither in flight nor reserved, 0 if there is none.
 func (s *Session) nextPacketID() uint16 {
 	st := s.st
-	for {
+	for range 0xFFFF {
 		st.nextID++
 		if st.nextID == 0 {
 			st.nextID = 1
@@ -275,6 +287,7 @@ func (s *Session) nextPacketID() uint16 {
 			}
 		}
 	}
+	return 0
 }
 
 // complete removes a finished outbound message and lets the next one go.
@@ -350,7 +363,7 @@ func (s *Session) inboundQoS2(ctx actor.Context, m *inboundQoS2) {
 		// its way, and must then leave this one's id alone).
 		state := onceDurable
 		if first != nil {
-			state = first.once.follow(r)
+			state = first.follow(r)
 		}
 		switch state {
 		case onceOpen:
@@ -363,7 +376,7 @@ func (s *Session) inboundQoS2(ctx actor.Context, m *inboundQoS2) {
 		}
 	}
 	if st.inbound2 == nil {
-		st.inbound2 = make(map[uint16]*route)
+		st.inbound2 = make(map[uint16]*onceWrite)
 	}
 	st.inbound2[r.pub.PacketID] = nil
 	if st.stored {
@@ -371,7 +384,7 @@ func (s *Session) inboundQoS2(ctx actor.Context, m *inboundQoS2) {
 		// retransmission after a crash is known exactly when the copies are there (once.go).
 		r.once = new(onceWrite) // the publisher needs no onceDone: follow and failures tell it
 		r.once.batch.PutInbound(st.clientID, r.pub.PacketID)
-		st.inbound2[r.pub.PacketID] = r
+		st.inbound2[r.pub.PacketID] = r.once
 		w := st.writes()
 		w.open(r)
 	}
@@ -386,9 +399,6 @@ func (s *Session) onceDone(ctx actor.Context, m *onceDone) {
 		if i := slices.Index(w.opened, m.route); i >= 0 {
 			w.opened = slices.Delete(w.opened, i, i+1)
 		}
-	}
-	if id := m.route.pub.PacketID; st.inbound2[id] == m.route {
-		st.inbound2[id] = nil // answered: a retransmission now gets PUBREC at once
 	}
 	if m.failed {
 		// Queued (a QoS 2 copy waits there) or sent at QoS 1 (a repeat is allowed): the

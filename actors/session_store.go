@@ -3,6 +3,7 @@ package actors
 import (
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -29,6 +30,9 @@ type sessionWrites struct {
 	batch store.Batch // this message's writes, committed when the actor has handled it
 	acks  []*route    // acknowledgement shares given up once batch is durable
 	held  []outItem   // packets to the client that wait for batch (sendAfterCommit)
+	// heldOut counts held packets of batches committed and not yet pushed: a copy that need
+	// not wait for a commit waits all the same while one is ahead of it (Session.send).
+	heldOut atomic.Int32
 	// answers: SUBACKs and UNSUBACKs (request numbers) that wait for batch, which holds the
 	// session record with their subscriptions (answerAfterCommit)
 	answers []uint64
@@ -267,12 +271,15 @@ func (s *Session) flush() {
 	}()
 	answers, env, self := w.answers, s.env, st.ref.pid
 	w.answers = nil
-	if w.batch.Len() == 0 {
+	if w.batch.Len() == 0 && len(w.held) == 0 {
 		answersCommitted(env, self, answers)
 		return
 	}
+	// (Held packets with nothing written still go through a commit: it comes after the
+	// commits whose packets are ahead of them.)
 	acks, held, link := w.acks, w.held, st.link
 	w.acks, w.held = nil, nil
+	w.heldOut.Add(int32(len(held)))
 	var done func(error)
 	if len(acks) > 0 || len(held) > 0 || len(answers) > 0 {
 		done = func(err error) {
@@ -290,6 +297,7 @@ func (s *Session) flush() {
 					_ = link.pushSent(it)
 				}
 			}
+			w.heldOut.Add(-int32(len(held)))
 		}
 	}
 	s.env.Store.Commit(&w.batch, done)
@@ -338,7 +346,9 @@ func (s *Session) reserveID() uint16 {
 		return 0
 	}
 	id := s.nextPacketID()
-	s.reserve(id)
+	if id != 0 {
+		s.reserve(id)
+	}
 	return id
 }
 
@@ -365,7 +375,17 @@ func (s *Session) unreserveLate(r *route) {
 		if d := &q.buf[i]; d.flow == r && d.id != 0 {
 			s.unreserve(d)
 			d.id = 0
+			s.rewriteQueued(d)
 		}
+	}
+}
+
+// rewriteQueued writes a queued message's record again, after the id it held was taken back:
+// a record left with it would give the id to this message after a restart, while another may
+// have gone out under it.
+func (s *Session) rewriteQueued(d *Deliver) {
+	if st := s.st; st.stored && d.seq != 0 {
+		st.writes().batch.PutMessage(st.clientID, d.seq, messageRecord(d, d.id, store.Queued))
 	}
 }
 
@@ -375,6 +395,9 @@ func (s *Session) copyWaits(d *Deliver) bool {
 	r, w := d.flow, s.st.w
 	if d.QoS != 2 || w == nil || !r.pending() {
 		return false
+	}
+	if r.failedOnce() {
+		return true // dropped when its onceDone comes, which every session with a copy gets
 	}
 	return slices.Contains(w.opened, r) || slices.ContainsFunc(w.once, func(sl onceSlot) bool { return sl.r == r })
 }
@@ -511,13 +534,15 @@ func (s *Session) rebuild(ctx actor.Context, from *storedSession, restoring bool
 		_, reserved := st.reserved[d.id]
 		if inflight || reserved {
 			d.id = 0
+			s.rewriteQueued(d)
 			continue
 		}
+		d.maybeSent = true
 		s.reserve(d.id)
 	}
 	for _, id := range from.inbound {
 		if st.inbound2 == nil {
-			st.inbound2 = make(map[uint16]*route)
+			st.inbound2 = make(map[uint16]*onceWrite)
 		}
 		st.inbound2[id] = nil
 	}
