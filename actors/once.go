@@ -50,6 +50,19 @@ const (
 // errOnceFailed: a share of the route failed before its batch was committed.
 var errOnceFailed = errors.New("the publish failed before it was stored")
 
+// inboundKey names a publisher's QoS 2 packet id in Env.openIDs.
+type inboundKey struct {
+	client string
+	id     uint16
+}
+
+// inboundWritten tells the publisher's session that the packet id of its publish is durable:
+// it has the id from now on, also if it reloaded from the store before the id was there.
+type inboundWritten struct {
+	id   uint16
+	once *onceWrite
+}
+
 // onceDone tells a session that a batch it wrote a copy into is durable, or will never be.
 type onceDone struct {
 	route  *route
@@ -166,6 +179,10 @@ func (r *route) onceWritten(err error) {
 	writers, followers := o.writers, o.followers
 	o.writers, o.followers = nil, nil
 	o.mu.Unlock()
+	if err == nil && r.session != nil {
+		// Before the PUBREC: the client's PUBREL comes after it, and must find the id.
+		r.env.System.Root.Send(r.session, &inboundWritten{id: r.pub.PacketID, once: o})
+	}
 	r.finish()
 	for _, f := range followers {
 		if err != nil {

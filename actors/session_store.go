@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -159,8 +160,12 @@ func (s *Session) unstore() {
 	st.dirty = false
 	w := st.writes()
 	w.batch.DeleteSession(st.clientID)
+	s.env.carries.Delete(st.clientID)
 	for _, r := range w.opened {
 		r.failOpen() // what it wrote into them would outlive the delete
+		if r.from == st.clientID {
+			s.env.openIDs.CompareAndDelete(inboundKey{st.clientID, r.pub.PacketID}, r.once)
+		}
 	}
 }
 
@@ -402,6 +407,38 @@ func (s *Session) copyWaits(d *Deliver) bool {
 	return slices.Contains(w.opened, r) || slices.ContainsFunc(w.once, func(sl onceSlot) bool { return sl.r == r })
 }
 
+// carried is what a stored session keeps across a reload (after a failure, or from the one
+// that stopped before it): its copies of publishes written in one batch (once.go) that is not
+// durable yet. The store may not have them when it reads it, and the batch brings them there
+// later: the session must have them too, or they would be in the store and not in memory.
+// Failing their publishes instead would have their publishers resend them after later ones.
+type carried struct {
+	copies []Deliver
+	routes []*route
+}
+
+// pendingCopies returns the session's queued copies whose batch is not durable, and the
+// batches it has joined.
+func (s *Session) pendingCopies() *carried {
+	st := s.st
+	c := new(carried)
+	add := func(d Deliver) {
+		if d.seq != 0 && d.flow.pending() && !d.flow.failedOnce() {
+			c.copies = append(c.copies, d)
+		}
+	}
+	for i := st.queue.head; i < len(st.queue.buf); i++ {
+		add(st.queue.buf[i])
+	}
+	for _, d := range st.parked {
+		add(d)
+	}
+	if st.w != nil {
+		c.routes = slices.Clone(st.w.opened)
+	}
+	return c
+}
+
 // dropUncommitted forgets the writes of a message the actor failed on: they were never made,
 // and the publishers waiting for them are told so. A stored session reloads from the store:
 // the publishes written in one batch it wrote into fail unless they have gone to the store.
@@ -425,11 +462,7 @@ func (s *Session) dropUncommitted() {
 	}
 	clear(w.once)
 	w.once = w.once[:0]
-	if st.stored {
-		for _, r := range w.opened {
-			r.failOpen()
-		}
-	}
+
 	w.batch.Reset()
 	w.held = nil // unsent: the restarted session answers again from the store
 	answersCommitted(s.env, st.ref.pid, w.answers)
@@ -478,6 +511,13 @@ func (s *Session) load() (*storedSession, error) {
 // starting) waits for the others first.
 func (s *Session) rebuild(ctx actor.Context, from *storedSession, restoring bool) {
 	st := s.st
+	// What the batches not written yet hold of this session (carried): its copies, and, for
+	// its own publishes, the ids (openIDs, inboundWritten). Left by recover, or by stopping
+	// for this successor.
+	carry := new(carried)
+	if c, ok := s.env.carries.LoadAndDelete(st.clientID); ok {
+		carry = c.(*carried)
+	}
 	rec := from.rec
 	kept := make(map[string]bool, len(rec.Subscriptions))
 	for _, r := range rec.Subscriptions {
@@ -523,6 +563,28 @@ func (s *Session) rebuild(ctx actor.Context, from *storedSession, restoring bool
 		o := &outMsg{d: d, id: r.PacketID, pubrel: r.State == store.Released}
 		s.addInflight(o)
 		st.nextID = max(st.nextID, o.id)
+	}
+	if len(carry.copies) > 0 {
+		have := make(map[uint64]bool, len(from.msgs))
+		for _, m := range from.msgs {
+			have[m.seq] = true
+		}
+		w := st.writes()
+		for _, d := range carry.copies {
+			// Not in what was read: its batch was not queued then, and brings it later
+			// (or fails, and onceDone drops it).
+			if !have[d.seq] {
+				have[d.seq] = true
+				st.queue.buf = append(st.queue.buf, d)
+				w.seq = max(w.seq, d.seq)
+			}
+		}
+		slices.SortStableFunc(st.queue.buf, func(a, b Deliver) int { return cmp.Compare(a.seq, b.seq) })
+	}
+	for _, r := range carry.routes {
+		if r.pending() {
+			st.writes().open(r)
+		}
 	}
 	for i := range st.queue.buf {
 		// An id in flight or reserved already was taken back from this copy (unreserveLate).
