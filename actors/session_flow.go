@@ -18,8 +18,10 @@ import (
 // anything else happens to it, and the publisher's answer waits for that write.
 func (s *Session) take(ctx actor.Context, d Deliver) {
 	st := s.st
-	if d.flow.failedOnce() {
-		d.flow.release() // its publish was never written: the publisher sends it again
+	if d.QoS == 2 && d.flow.failedOnce() {
+		// Its publish was never written: the publisher sends it again. (A QoS 1 copy is
+		// kept, as a message of this session's own: a repeat is allowed, a gap is not.)
+		d.flow.release()
 		return
 	}
 	var sl *onceSlot
@@ -417,6 +419,10 @@ func (s *Session) onceDone(ctx actor.Context, m *onceDone) {
 			if d.flow != m.route {
 				return false
 			}
+			if d.QoS != 2 {
+				s.rewriteQueued(d) // kept (see take): its record was in the batch
+				return false
+			}
 			if st.stored && d.seq != 0 {
 				st.writes().batch.DeleteMessage(st.clientID, d.seq)
 			}
@@ -424,6 +430,11 @@ func (s *Session) onceDone(ctx actor.Context, m *onceDone) {
 			return true
 		}
 		st.queue.remove(drop)
+		for _, o := range st.order {
+			if !o.done && o.d.flow == m.route {
+				s.storeInflight(o) // a QoS 1 copy sent: its record was in the batch
+			}
+		}
 		st.parked = slices.DeleteFunc(st.parked, func(d Deliver) bool {
 			if drop(&d) {
 				d.flow.release()

@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"cmp"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -79,8 +78,8 @@ func (s *Session) slotFor(r *route) *onceSlot {
 			return &w.once[i]
 		}
 	}
-	if !r.pending() {
-		return nil
+	if !r.pending() || r.failedOnce() {
+		return nil // written, or never to be: the session's own batch
 	}
 	w.once = append(w.once, onceSlot{r: r})
 	return &w.once[len(w.once)-1]
@@ -572,14 +571,14 @@ func (s *Session) rebuild(ctx actor.Context, from *storedSession, restoring bool
 		w := st.writes()
 		for _, d := range carry.copies {
 			// Not in what was read: its batch was not queued then, and brings it later
-			// (or fails, and onceDone drops it).
+			// (or fails, and onceDone drops it). At the end: a batch not queued when the
+			// store was read is the last of its publisher's on its topic to be written.
 			if !have[d.seq] {
 				have[d.seq] = true
 				st.queue.buf = append(st.queue.buf, d)
 				w.seq = max(w.seq, d.seq)
 			}
 		}
-		slices.SortStableFunc(st.queue.buf, func(a, b Deliver) int { return cmp.Compare(a.seq, b.seq) })
 	}
 	for _, r := range carry.routes {
 		if r.pending() {
