@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"sync"
 	"testing"
 	"time"
 
@@ -12,48 +11,6 @@ import (
 	"github.com/actormq/actormq/store"
 )
 
-// gatedStore applies every batch at once but holds the commit callbacks until open: a store
-// whose group commit has not reached the disk yet.
-type gatedStore struct {
-	store.Store
-	mu      sync.Mutex
-	open    bool
-	pending []func()
-}
-
-func (g *gatedStore) Commit(b *store.Batch, done func(error)) {
-	g.Store.Commit(b, func(err error) {
-		if done == nil {
-			return
-		}
-		g.mu.Lock()
-		if !g.open {
-			g.pending = append(g.pending, func() { done(err) })
-			g.mu.Unlock()
-			return
-		}
-		g.mu.Unlock()
-		done(err)
-	})
-}
-
-func (g *gatedStore) hold() {
-	g.mu.Lock()
-	g.open = false
-	g.mu.Unlock()
-}
-
-func (g *gatedStore) release() {
-	g.mu.Lock()
-	g.open = true
-	p := g.pending
-	g.pending = nil
-	g.mu.Unlock()
-	for _, f := range p {
-		f()
-	}
-}
-
 // A stored session sends a QoS 2 message to its client only once the record of the packet id
 // it is sent under is durable. Sent earlier, a crash before the commit would leave it queued
 // in the store, and the restarted session would send it again under a new packet id, which
@@ -63,7 +20,7 @@ func (g *gatedStore) release() {
 func TestStoredQoS2WaitsForItsRecord(t *testing.T) {
 	sys := quietSystem()
 	defer sys.Shutdown()
-	st := &gatedStore{Store: store.NewMemory()}
+	st := &queuedStore{Store: store.NewMemory()}
 	env := NewEnv(sys, config.Default(), zap.NewNop(), st)
 	ref := &sessionRef{clientID: "held"}
 	pid, err := sys.Root.SpawnNamed(env.sessionProps("held", ref, nil, false), "held")
@@ -79,6 +36,7 @@ func TestStoredQoS2WaitsForItsRecord(t *testing.T) {
 		connack: &codec.Connack{}, receiveMax: 10, gen: 1})
 	waitForBytes(t, conn, 1)
 	connack := len(conn.bytes())
+	st.hold()
 
 	sys.Root.Send(pid, &Deliver{Pub: &codec.Publish{Topic: "t/2", QoS: 2, Payload: []byte("two")}, QoS: 2})
 	sys.Root.Send(pid, &Deliver{Pub: &codec.Publish{Topic: "t/1", QoS: 1, Payload: []byte("one")}, QoS: 1})
