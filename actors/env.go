@@ -49,10 +49,6 @@ type Env struct {
 
 	guards sync.Map // actor id → *mailboxGuard of the session or shard of that name (leftover.go)
 
-	// openIDs: QoS 2 publishes of stored sessions whose batch has not reached their session
-	// as written yet (inboundKey → *onceWrite, once.go). A publisher's session that restarts
-	// and reloads before the batch is written finds its retransmissions here.
-	openIDs sync.Map
 	// carries: client id → *carried, what a stored session hands the one that reloads it
 	// (session_store.go): itself after a failure, or its successor, whoever starts it.
 	carries sync.Map

@@ -25,9 +25,11 @@ import (
 // its queue until the batch is durable (a copy on the wire must survive a crash, or the resend
 // makes it two), and hears when it is (onceDone); the queue keeps the order.
 //
-// If anything fails before the commit (a session or a shard failing half-way, a copy that
-// reached no session), nothing of the batch is written: the publisher is told the message
-// failed and sends it again, and the subscribers that took a copy drop it.
+// If anything fails before the commit (a shard failing half-way, a copy that reached no
+// session, a session ending with writes in it), nothing of the batch is written: the
+// publisher is told the message failed and sends it again, and the subscribers that took a
+// QoS 2 copy drop it. A session that fails or stops and reloads does not fail it: it carries
+// what the batch holds of it across the reload (carried, session_store.go).
 
 // onceWrite is the single batch of one QoS 2 publish from a stored session.
 type onceWrite struct {
@@ -50,19 +52,6 @@ const (
 // errOnceFailed: a share of the route failed before its batch was committed.
 var errOnceFailed = errors.New("the publish failed before it was stored")
 
-// inboundKey names a publisher's QoS 2 packet id in Env.openIDs.
-type inboundKey struct {
-	client string
-	id     uint16
-}
-
-// inboundWritten tells the publisher's session that the packet id of its publish is durable:
-// it has the id from now on, also if it reloaded from the store before the id was there.
-type inboundWritten struct {
-	id   uint16
-	once *onceWrite
-}
-
 // onceDone tells a session that a batch it wrote a copy into is durable, or will never be.
 type onceDone struct {
 	route  *route
@@ -76,7 +65,7 @@ const (
 	joinedBatch   joined = iota // its writes are in the batch; onceDone will come
 	joinedLate                  // the batch has gone to the store: its writes follow it; onceDone will come
 	joinedDurable               // the batch is durable: its writes follow it
-	joinedFailed                // the batch will never be written: the copy is dropped
+	joinedFailed                // the batch will never be written: a QoS 2 copy is dropped
 )
 
 // join puts a session's writes about its copy in the batch while it is open, and has the
@@ -128,7 +117,7 @@ func (o *onceWrite) follow(r *route) uint32 {
 }
 
 // failOpen makes the route fail if its batch has not gone to the store: a session that wrote
-// into it is failing, and reloads from the store without what it wrote.
+// into it ends, and its records must not come back after the delete (unstore).
 func (r *route) failOpen() {
 	o := r.once
 	o.mu.Lock()
@@ -179,10 +168,6 @@ func (r *route) onceWritten(err error) {
 	writers, followers := o.writers, o.followers
 	o.writers, o.followers = nil, nil
 	o.mu.Unlock()
-	if err == nil && r.session != nil {
-		// Before the PUBREC: the client's PUBREL comes after it, and must find the id.
-		r.env.System.Root.Send(r.session, &inboundWritten{id: r.pub.PacketID, once: o})
-	}
 	r.finish()
 	for _, f := range followers {
 		if err != nil {

@@ -135,24 +135,10 @@ func (s *Session) handle(ctx actor.Context, msg any) {
 		s.inboundQoS2(ctx, m)
 	case *onceDone:
 		s.onceDone(ctx, m)
-	case *inboundWritten:
-		// Still its own (a clean start forgets it, unstore), and it reloaded before the id
-		// was written: it has it now.
-		if s.env.openIDs.CompareAndDelete(inboundKey{st.clientID, m.id}, m.once) && st.stored {
-			if _, ok := st.inbound2[m.id]; !ok {
-				if st.inbound2 == nil {
-					st.inbound2 = make(map[uint16]*onceWrite)
-				}
-				st.inbound2[m.id] = m.once
-			}
-		}
 	case *inboundFailed:
 		// Unless the id is another publish's by now: a retransmission routed as new.
 		if cur := st.inbound2[m.id]; cur == nil || cur == m.route.once {
 			s.forgetInbound(m.id)
-		}
-		if m.route.once != nil {
-			s.env.openIDs.CompareAndDelete(inboundKey{st.clientID, m.id}, m.route.once)
 		}
 		if w := st.w; w != nil {
 			w.opened = slices.DeleteFunc(w.opened, func(r *route) bool { return r == m.route })
@@ -249,8 +235,8 @@ func (s *Session) recover(ctx actor.Context) {
 		s.env.Log.Warn("session failed; restarted with its state in memory", zap.String("client", st.clientID))
 		return
 	}
-	s.env.carries.Store(st.clientID, s.pendingCopies()) // before the parked go: rebuild takes them
-	s.releaseParked()                                   // the store has them as queued
+	s.env.carries.Store(st.clientID, s.unwritten()) // before the parked go: rebuild takes them
+	s.releaseParked()                               // the store has them as queued
 	from, err := s.load()
 	if err != nil {
 		s.env.Log.Error("session failed and cannot be read back from the store; keeping its state in memory",
@@ -270,7 +256,7 @@ func (s *Session) stopping(ctx actor.Context) {
 	st := s.st
 	s.dropUncommitted()
 	if st.stored {
-		s.env.carries.Store(st.clientID, s.pendingCopies()) // for the successor
+		s.env.carries.Store(st.clientID, s.unwritten()) // for the successor
 	}
 	s.releaseParked()
 	if st.link != nil {

@@ -358,16 +358,7 @@ func (s *Session) inboundQoS2(ctx actor.Context, m *inboundQoS2) {
 	st := s.st
 	r := m.route
 	r.session = ctx.Self()
-	key := inboundKey{st.clientID, r.pub.PacketID}
-	first, seen := st.inbound2[r.pub.PacketID]
-	if !seen {
-		// A session that reloaded from the store may not have the id of a publish its
-		// predecessor routed: it is in openIDs until the batch is written.
-		if v, ok := s.env.openIDs.Load(key); ok {
-			first, seen = v.(*onceWrite), true
-		}
-	}
-	if seen {
+	if first, seen := st.inbound2[r.pub.PacketID]; seen {
 		// A retransmission of a message already routed: acknowledged, not routed again;
 		// with the original's answer if that is still waiting for its write. One whose
 		// original was never written is routed as new (its inboundFailed may still be on
@@ -396,7 +387,6 @@ func (s *Session) inboundQoS2(ctx actor.Context, m *inboundQoS2) {
 		r.once = new(onceWrite) // the publisher needs no onceDone: follow and failures tell it
 		r.once.batch.PutInbound(st.clientID, r.pub.PacketID)
 		st.inbound2[r.pub.PacketID] = r.once
-		s.env.openIDs.Store(key, r.once)
 		w := st.writes()
 		w.open(r)
 	}

@@ -162,9 +162,6 @@ func (s *Session) unstore() {
 	s.env.carries.Delete(st.clientID)
 	for _, r := range w.opened {
 		r.failOpen() // what it wrote into them would outlive the delete
-		if r.from == st.clientID {
-			s.env.openIDs.CompareAndDelete(inboundKey{st.clientID, r.pub.PacketID}, r.once)
-		}
 	}
 }
 
@@ -407,20 +404,28 @@ func (s *Session) copyWaits(d *Deliver) bool {
 }
 
 // carried is what a stored session keeps across a reload (after a failure, or from the one
-// that stopped before it): its copies of publishes written in one batch (once.go) that is not
-// durable yet. The store may not have them when it reads it, and the batch brings them there
-// later: the session must have them too, or they would be in the store and not in memory.
-// Failing their publishes instead would have their publishers resend them after later ones.
+// that stopped before it) of publishes written in one batch (once.go) that is not durable
+// yet: its copies, and the packet ids of its own such publishes. The store may not have them
+// when it reads it, and the batch brings them there later: the session must have them too, or
+// they would be in the store and not in memory (a retransmission of its own publish would be
+// routed twice). Failing those publishes instead would have their publishers resend them
+// after later ones.
 type carried struct {
-	copies []Deliver
-	routes []*route
+	copies  []Deliver
+	routes  []*route
+	inbound map[uint16]*onceWrite
 }
 
-// pendingCopies returns the session's queued copies whose batch is not durable, and the
-// batches it has joined.
-func (s *Session) pendingCopies() *carried {
+// unwritten returns what the session holds of batches not durable: its queued copies, the
+// batches it has joined, and its own publishes' packet ids.
+func (s *Session) unwritten() *carried {
 	st := s.st
-	c := new(carried)
+	c := &carried{inbound: make(map[uint16]*onceWrite)}
+	for id, o := range st.inbound2 {
+		if o != nil && o.state.Load() == onceOpen {
+			c.inbound[id] = o
+		}
+	}
 	add := func(d Deliver) {
 		if d.seq != 0 && d.flow.pending() && !d.flow.failedOnce() {
 			c.copies = append(c.copies, d)
@@ -510,9 +515,8 @@ func (s *Session) load() (*storedSession, error) {
 // starting) waits for the others first.
 func (s *Session) rebuild(ctx actor.Context, from *storedSession, restoring bool) {
 	st := s.st
-	// What the batches not written yet hold of this session (carried): its copies, and, for
-	// its own publishes, the ids (openIDs, inboundWritten). Left by recover, or by stopping
-	// for this successor.
+	// What the batches not written yet hold of this session (carried): left by recover, or
+	// by stopping for this successor.
 	carry := new(carried)
 	if c, ok := s.env.carries.LoadAndDelete(st.clientID); ok {
 		carry = c.(*carried)
@@ -606,6 +610,12 @@ func (s *Session) rebuild(ctx actor.Context, from *storedSession, restoring bool
 			st.inbound2 = make(map[uint16]*onceWrite)
 		}
 		st.inbound2[id] = nil
+	}
+	for id, o := range carry.inbound {
+		if st.inbound2 == nil {
+			st.inbound2 = make(map[uint16]*onceWrite)
+		}
+		st.inbound2[id] = o // its batch may not have been queued when the store was read
 	}
 	s.dirEntry(ctx)
 	s.reportSubs()
