@@ -39,9 +39,6 @@ type Env struct {
 	// instrument them for the console. mw are the actor's own mailbox middlewares.
 	Props func(kind string, p actor.Producer, mw ...actor.MailboxMiddleware) *actor.Props
 
-	// Restoring counts the stored sessions being started (broker start, registry restart) that
-	// have not registered their subscriptions yet: the listeners open once it is zero.
-	Restoring sync.WaitGroup
 	// Stopping is set when the broker shuts down: nothing is retried or started again.
 	Stopping atomic.Bool
 

@@ -283,6 +283,13 @@ func (e *Env) WatchDeadLetters() *eventstream.Subscription {
 // its actor stopped: the message is kept for the successor, after what the mailbox held (or
 // passed on to it, if it has come); otherwise it is given back.
 func (e *Env) deadLetter(to *actor.PID, m any) {
+	switch m.(type) {
+	case actor.SystemMessage, *actor.ResumeMailbox, *actor.SuspendMailbox:
+		// Nothing to keep, and it may come from the stopped actor's own mailbox (a failure
+		// while it hands out its leftovers is escalated to its gone self): waiting for that
+		// mailbox to drain would wait for itself.
+		return
+	}
 	v, ok := e.guards.Load(to.Id)
 	if !ok {
 		e.giveBack(m)

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -138,8 +139,14 @@ type expiryTimer struct{ gen uint64 }
 // restored session may now publish a will that is due.
 type timersDue struct{}
 
+// attachOverdue: a connection's CONNECT has waited limits.connect_timeout for its session.
+type attachOverdue struct{}
+
 // restored: the stored sessions the registry started have all registered their subscriptions.
-type restored struct{ pids []*actor.PID }
+type restored struct {
+	pids []*actor.PID
+	of   *sync.WaitGroup // the restore they were started by
+}
 type willTimer struct{ gen uint64 }
 type retryTick struct{}
 type stallCheck struct{}

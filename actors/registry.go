@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -25,13 +26,14 @@ import (
 // holding its subscriptions reach it again.
 type Registry struct {
 	env      *Env
+	guard    *mailboxGuard
 	sessions map[string]*regEntry
 	stopping bool           // the broker is shutting down, or the registry restarting: no healing
 	seq      uint64         // for the names of sessions whose id's name is still taken
 	ending   map[string]int // sessions stopped by the registry, by name, whose Terminated is due
 
-	restoring bool         // stored sessions started by restore have not all registered yet
-	readyTo   []*actor.PID // who asked Ready meanwhile
+	restoring *sync.WaitGroup // stored sessions started by restore that have not all registered yet
+	readyTo   []*actor.PID    // who asked Ready meanwhile
 }
 
 type regEntry struct {
@@ -48,11 +50,14 @@ type regEntry struct {
 // listeners once each has its actor.
 type Ready struct{}
 
-// NewRegistry returns the producer of the registry actor.
-func NewRegistry(env *Env) actor.Producer {
-	return func() actor.Actor {
-		return &Registry{env: env, sessions: make(map[string]*regEntry), ending: make(map[string]int)}
-	}
+// RegistryProps returns the props of the registry actor: a fresh actor and mailbox guard for
+// each start, so that what reaches a registry that stopped (attaches among it) is handed to
+// the one the watchdog starts next (leftover.go).
+func RegistryProps(env *Env) *actor.Props {
+	g := newMailboxGuard(env)
+	return env.Props(KindRegistry, func() actor.Actor {
+		return &Registry{env: env, guard: g, sessions: make(map[string]*regEntry), ending: make(map[string]int)}
+	}, g)
 }
 
 // RestartStrategy supervises the actors that restart on failure (sessions, router shards,
@@ -64,21 +69,32 @@ func RestartStrategy(s config.Supervision) actor.SupervisorStrategy {
 }
 
 // Receive implements actor.Actor.
-func (r *Registry) Receive(ctx actor.Context) {
-	switch m := ctx.Message().(type) {
+func (r *Registry) Receive(ctx actor.Context) { r.handle(ctx, ctx.Message(), ctx.Sender()) }
+
+func (r *Registry) handle(ctx actor.Context, msg any, sender *actor.PID) {
+	switch m := msg.(type) {
 	case *actor.Started:
+		left := r.guard.started(ctx.Self())
 		r.restore(ctx)
+		// Started again after it stopped: what the registry before it left comes next.
+		for _, l := range left {
+			_, msg, sender := actor.UnwrapEnvelope(l)
+			r.handle(ctx, msg, sender)
+		}
 	case *Ready:
-		if r.restoring {
-			r.readyTo = append(r.readyTo, ctx.Sender())
+		if r.restoring != nil {
+			r.readyTo = append(r.readyTo, sender)
 			return
 		}
-		ctx.Respond(true)
+		ctx.Send(sender, true)
 	case *restored:
+		if m.of != r.restoring {
+			return // the restore of an earlier start, whose sessions have been stopped
+		}
 		for _, pid := range m.pids {
 			ctx.Send(pid, &timersDue{})
 		}
-		r.restoring = false
+		r.restoring = nil
 		for _, to := range r.readyTo {
 			ctx.Send(to, true)
 		}
@@ -104,13 +120,18 @@ func (r *Registry) Receive(ctx actor.Context) {
 		r.stopping = true
 		r.env.Stats.Sessions.Add(-int64(len(r.sessions)))
 		r.sessions = nil
+		if _, ok := m.(*actor.Stopping); ok {
+			r.guard.stopping(!r.env.Stopping.Load())
+		}
+	case *actor.Stopped:
+		r.guard.stop(!r.env.Stopping.Load()) // the watchdog starts it again unless the broker stops
 	case *actor.Terminated:
 		r.terminated(ctx, m.Who)
 	}
 }
 
 // restore starts every stored session. The broker opens its listeners once they have all
-// registered their subscriptions (Env.Restoring).
+// registered their subscriptions (Ready).
 func (r *Registry) restore(ctx actor.Context) {
 	stored, orphans, err := loadSessions(r.env.Store.Load)
 	if err != nil {
@@ -127,16 +148,20 @@ func (r *Registry) restore(ctx actor.Context) {
 	if len(stored) == 0 {
 		return
 	}
-	r.env.Restoring.Add(len(stored))
-	r.restoring = true
+	// One count per restore: a registry started again while the last restore's wait is still
+	// open must not add to it (a WaitGroup reused before its Wait returned; found by -race).
+	restoring := new(sync.WaitGroup)
+	restoring.Add(len(stored))
+	r.restoring = restoring
 	pids := make([]*actor.PID, len(stored))
 	for i, from := range stored {
+		from.restoring = restoring
 		pids[i] = r.spawn(ctx, from.rec.ClientID, from, false).pid
 	}
 	self, root := ctx.Self(), r.env.System.Root
 	go func() {
-		r.env.Restoring.Wait()
-		root.Send(self, &restored{pids: pids})
+		restoring.Wait()
+		root.Send(self, &restored{pids: pids, of: restoring})
 	}()
 	r.env.Log.Info("restored stored sessions", zap.Int("sessions", len(stored)))
 }

@@ -203,7 +203,7 @@ func (s *Session) started(ctx actor.Context) {
 	case st.restore != nil:
 		from := st.restore
 		st.restore, st.began = nil, true
-		defer s.env.Restoring.Done() // also if rebuilding fails: the broker must not wait forever
+		defer from.restoring.Done() // also if rebuilding fails: the broker must not wait forever
 		s.rebuild(ctx, from, true)
 	case st.reload:
 		st.reload, st.began = false, true

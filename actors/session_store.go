@@ -3,6 +3,7 @@ package actors
 import (
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -105,6 +106,9 @@ type storedSession struct {
 	rec     *store.SessionRecord
 	msgs    []storedMessage
 	inbound []uint16
+	// restoring counts the sessions of one restore (the registry's) that have not registered
+	// their subscriptions yet; nil for a session reloading on its own.
+	restoring *sync.WaitGroup
 }
 
 type storedMessage struct {

@@ -111,7 +111,7 @@ func Start(cfg config.Config, log *zap.Logger) (*Broker, error) {
 		return fail(fmt.Errorf("router did not start: %w", err))
 	}
 	sessions, err := b.spawnRoot("sessions", func() *actor.Props {
-		return env.Props(actors.KindRegistry, actors.NewRegistry(env)).Configure(restart)
+		return actors.RegistryProps(env).Configure(restart)
 	})
 	if err != nil {
 		return fail(err)

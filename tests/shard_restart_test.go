@@ -232,3 +232,61 @@ func TestTopLevelSupervisorsHeal(t *testing.T) {
 		}
 	}
 }
+
+// TestRegistryRestartsDuringRestore: a registry killed again and again, each time while the
+// one before it is still restoring the stored sessions, leaves them all present and routed to.
+// Each restore waits on a count of its own sessions; one shared count, reused while the last
+// restore's wait was still open, was a data race (found by -race in tests/chaos) and could
+// panic ("WaitGroup is reused before previous Wait has returned").
+func TestRegistryRestartsDuringRestore(t *testing.T) {
+	b, base := consoleBroker(t, chaosOn(""))
+	const sessions = 40
+	keep := func(c *codec.Connect) { c.CleanStart = false; c.Properties.SetSessionExpiryInterval(600) }
+	for i := range sessions {
+		c := dialRaw(t, b.TCP5, codec.V5)
+		c.Connect(fmt.Sprintf("restoring-%d", i), keep)
+		c.Send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: fmt.Sprintf("restore/%d", i), QoS: 1}}})
+		c.Read()
+		c.Send(&codec.Disconnect{})
+		c.ExpectClosed(5 * time.Second)
+	}
+	for range 12 {
+		if code := apiDo(t, "POST", base+"/api/v1/actors/sessions/kill?mode=panic", "", nil); code != 202 {
+			t.Fatalf("kill: HTTP %d", code)
+		}
+	}
+	var pub *rawClient
+	waitFor(t, 10*time.Second, "a publisher connects", func() bool {
+		c, ok := connectsNow(t, b.TCP311, "restore-pub")
+		pub = c
+		return ok
+	})
+	for i := range sessions {
+		var c *rawClient
+		waitFor(t, 10*time.Second, fmt.Sprintf("session %d reconnects", i), func() bool {
+			rc, err := tryDialRaw(t, b.TCP5, codec.V5)
+			if err != nil {
+				return false
+			}
+			rc.Send(&codec.Connect{ProtocolName: "MQTT", Version: codec.V5, KeepAlive: 30, ClientID: fmt.Sprintf("restoring-%d", i)})
+			p, err := rc.ReadErr(time.Second)
+			if ack, ok := p.(*codec.Connack); err == nil && ok && ack.ReasonCode == codec.Success {
+				if !ack.SessionPresent {
+					t.Fatalf("session %d: not present after the registry restarts", i)
+				}
+				c = rc
+				return true
+			}
+			_ = rc.Conn.Close()
+			return false
+		})
+		pub.Send(&codec.Publish{QoS: 1, PacketID: uint16(i + 1), Topic: fmt.Sprintf("restore/%d", i), Payload: []byte("r")})
+		if ack, ok := pub.Read().(*codec.Puback); !ok || ack.PacketID != uint16(i+1) {
+			t.Fatalf("session %d: PUBACK %+v", i, ack)
+		}
+		if m, ok := c.Read().(*codec.Publish); !ok || m.Topic != fmt.Sprintf("restore/%d", i) {
+			t.Fatalf("session %d: got %+v, want its subscription's message", i, m)
+		}
+		_ = c.Conn.Close()
+	}
+}
