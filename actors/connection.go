@@ -43,6 +43,10 @@ type Connection struct {
 	since     time.Time
 	user      string        // authenticated user name, "" for anonymous (auth.go)
 	authEx    *authExchange // an enhanced authentication in progress (auth.go)
+	// overdue refuses the client if its CONNECT is not answered within limits.connect_timeout:
+	// an attach can be lost with an actor that stops (a registry past its restart budget drops
+	// its mailbox), and a client must not wait for it forever.
+	overdue *time.Timer
 
 	// console directory (directory.go)
 	dirInfo   *connInfo
@@ -87,6 +91,10 @@ func (c *Connection) Receive(ctx actor.Context) {
 		c.attached(ctx, m)
 	case *connectRefused:
 		c.refuse(ctx, m.code, m.msg)
+	case *attachOverdue:
+		if c.state == stateAttaching {
+			c.refuse(ctx, codec.ServerUnavailable, "the session was not ready in time; connect again")
+		}
 	case *codec.Subscribe:
 		c.subscribe(ctx, m)
 	case *codec.Unsubscribe, *codec.Puback, *codec.Pubrec, *codec.Pubrel, *codec.Pubcomp:
@@ -209,6 +217,8 @@ func (c *Connection) connect(ctx actor.Context, p *codec.Connect) {
 	c.clientID = id
 	c.link.ClientID = id
 	c.state = stateAttaching
+	self, root := ctx.Self(), c.env.System.Root
+	c.overdue = time.AfterFunc(c.env.Cfg.Limits.ConnectTimeout.Std(), func() { root.Send(self, &attachOverdue{}) })
 	// Passwords, certificates and enhanced authentication are decided before the session is
 	// touched (auth.go), so a refused client cannot take a session over.
 	c.authenticate(ctx, p, &attachRequest{
@@ -246,6 +256,7 @@ func (c *Connection) attached(ctx actor.Context, m *attached) {
 	if c.state != stateAttaching {
 		return
 	}
+	stopTimer(&c.overdue)
 	c.state = stateConnected
 	c.session, c.gen = m.session, m.gen
 	if n := c.env.Stats.Connected.Add(1); n > c.env.Stats.MaxConnected.Load() {
@@ -431,6 +442,7 @@ func (c *Connection) shutdown(ctx actor.Context) {
 		c.env.Stats.Connected.Add(-1)
 		c.dirDisconnected()
 	}
+	stopTimer(&c.overdue)
 	c.state = stateClosing
 	c.link.CloseAfterFlush()
 	ctx.Stop(ctx.Self())
@@ -438,6 +450,7 @@ func (c *Connection) shutdown(ctx actor.Context) {
 
 func (c *Connection) stopping(ctx actor.Context) {
 	// Stopped from outside (chaos, broker shutdown) without going through close.
+	stopTimer(&c.overdue)
 	if c.state != stateClosing {
 		c.detach(ctx, true, nil)
 		if c.state == stateConnected {

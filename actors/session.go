@@ -318,7 +318,11 @@ func (s *Session) attach(ctx actor.Context, m *attachRequest) {
 
 	m.connack.SessionPresent = present // [MQTT-3.2.2-1..3]
 	if err := st.link.Send(m.connack); err != nil {
-		return // the connection is already gone; its detach follows
+		// The connection closed before the CONNACK went out (the client left, or its wait
+		// ran out): it never learns of this session, so no detach will come from it. The
+		// client was never told it connected, so its will is not published.
+		s.detach(ctx, &detach{gen: m.gen})
+		return
 	}
 	ctx.Send(m.conn, &attached{session: st.ref, gen: m.gen})
 
