@@ -66,7 +66,7 @@ func (l Listener) ProtocolLevel() byte {
 type Limits struct {
 	MaxConnections            int      `toml:"max_connections" comment:"open client connections; more are refused"`
 	MaxSessions               int      `toml:"max_sessions" comment:"sessions kept, connected or not; a CONNECT that would need one more is refused"`
-	ConnectTimeout            Duration `toml:"connect_timeout" comment:"a new connection must send CONNECT within this"`
+	ConnectTimeout            Duration `toml:"connect_timeout" comment:"a new connection must send CONNECT within this, and is refused (0x88) if it cannot be answered within it"`
 	MaxPacketSize             int      `toml:"max_packet_size" comment:"largest packet accepted, in bytes (64 to 268435460); 5.0 clients are told"`
 	MaxClientIDLength         int      `toml:"max_client_id_length" comment:"longest client id, in bytes (23 to 65535)"`
 	MaxTopicLength            int      `toml:"max_topic_length" comment:"longest topic name or filter, in bytes (1 to 65535)"`
