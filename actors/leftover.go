@@ -239,6 +239,13 @@ func (g *mailboxGuard) retire() {
 	g.mu.Unlock()
 	if g.pid != nil {
 		g.env.guards.CompareAndDelete(g.pid.Id, g)
+		// A predecessor still registered under the name, passing on to this actor, has no
+		// one left to pass on to: its entry goes too (the guards are keyed by client id).
+		if v, ok := g.env.guards.Load(g.pid.Id); ok {
+			if old := v.(*mailboxGuard); old.heirIs(g.pid) {
+				g.env.guards.CompareAndDelete(g.pid.Id, old)
+			}
+		}
 	}
 	for _, m := range left {
 		g.env.giveBack(m)
@@ -297,7 +304,26 @@ func (e *Env) deadLetter(to *actor.PID, m any) {
 	}
 	g := v.(*mailboxGuard) // registered: its actor is stopping or gone
 	<-g.drained            // what the mailbox held first: per sender, order is kept
+	if g.hasHeir() {
+		// Its successor took the name and is gone too, leaving no guard (it does not come
+		// back: the broker is stopping, or the session ended). Passed on, the message would
+		// come straight back here.
+		e.giveBack(m)
+		return
+	}
 	g.keep(m)
+}
+
+func (g *mailboxGuard) heirIs(pid *actor.PID) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.heir != nil && g.heir.Equal(pid)
+}
+
+func (g *mailboxGuard) hasHeir() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.heir != nil
 }
 
 // giveBack gives back what a leftover holds when no actor will handle it.

@@ -279,3 +279,69 @@ func TestEarlyMailboxTakesSendsDuringSpawn(t *testing.T) {
 		t.Errorf("%d messages were handled before Started", n)
 	}
 }
+
+// guarded is an actor with a mailbox guard, as sessions, shards and the registry have one.
+type guarded struct {
+	g         *mailboxGuard
+	comesBack bool
+}
+
+func (a *guarded) Receive(ctx actor.Context) {
+	switch ctx.Message().(type) {
+	case *actor.Started:
+		a.g.started(ctx.Self())
+	case *actor.Stopping:
+		a.g.stopping(a.comesBack)
+	case *actor.Stopped:
+		a.g.stop(a.comesBack)
+	}
+}
+
+// TestHeirThatDoesNotComeBackEndsTheChain: an actor that took over a stopped one's name and
+// leftovers, then stops for good (a session that ended, any actor while the broker stops),
+// leaves nothing registered under the name, and what is sent to the name afterwards is given
+// back. The predecessor's guard, left in place, passed such a message on to its gone heir,
+// whose dead letter came back to it: a recursion without end (stack overflow in CI).
+func TestHeirThatDoesNotComeBackEndsTheChain(t *testing.T) {
+	sys := quietSystem()
+	defer sys.Shutdown()
+	env := NewEnv(sys, config.Default(), zap.NewNop(), store.NewMemory())
+	sub := env.WatchDeadLetters()
+	defer sys.EventStream.Unsubscribe(sub)
+	spawn := func(comesBack bool) *actor.PID {
+		g := newMailboxGuard(env)
+		pid, err := sys.Root.SpawnNamed(env.Props("test", func() actor.Actor { return &guarded{g: g, comesBack: comesBack} }, g), "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pid
+	}
+	if err := sys.Root.StopFuture(spawn(true)).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := sys.Root.StopFuture(spawn(false)).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := env.guards.Load("x"); ok {
+		t.Error("a guard stays registered under a name no actor will take again")
+	}
+
+	conn := &recordConn{}
+	link := newLink(conn, &Stats{}, 16, 4, 0)
+	link.Version = codec.V5
+	link.Credits <- struct{}{}
+	r := newRoute(env, &codec.Publish{Topic: "t", QoS: 1, PacketID: 9}, "pub", link, time.Time{})
+	r.refs.Add(1)
+	r.holdAck()
+	r.release()
+	r.ackDone()
+	sys.Root.Send(sys.NewLocalPID("x"), &Deliver{flow: r, Pub: r.pub, QoS: 1, ack: true})
+	waitForBytes(t, conn, 1)
+	if len(link.Credits) != 0 {
+		t.Error("the credit of a message sent to the gone name was not given back")
+	}
+	p, _, err := codec.Decode(conn.bytes(), codec.V5)
+	if ack, ok := p.(*codec.Puback); err != nil || !ok || ack.ReasonCode != codec.UnspecifiedError {
+		t.Errorf("answer to the publisher: %+v %v, want PUBACK 9 with 0x80", p, err)
+	}
+}
