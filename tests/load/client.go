@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -64,6 +65,7 @@ type dialOpts struct {
 	inflight  int
 	clean     bool
 	timeout   time.Duration
+	readBuf   int // the read buffer's size; 0: 32 KB, for clients that receive deliveries
 }
 
 // dial opens the socket, sends CONNECT and waits for CONNACK. The reader
@@ -77,7 +79,7 @@ func dial(o dialOpts, h onPublish) (*client, error) {
 		conn:    conn,
 		ver:     o.ver,
 		wbuf:    make([]byte, 0, 4096),
-		br:      bufio.NewReaderSize(conn, 32<<10),
+		br:      bufio.NewReaderSize(conn, cmp.Or(o.readBuf, 32<<10)),
 		handler: h,
 		suback:  make(chan *codec.Suback, 1),
 		done:    make(chan struct{}),

@@ -33,7 +33,11 @@ func runConnect(o *options, idle bool) (*result, error) {
 					return
 				}
 				t := time.Now()
-				c, err := dial(o.dialOpts(fmt.Sprintf("%s-%x-c%d", o.Prefix, runID, i)), nil)
+				d := o.dialOpts(fmt.Sprintf("%s-%x-c%d", o.Prefix, runID, i))
+				// Held connections only read a CONNACK and PINGRESPs: 32 KB each would be
+				// fresh memory (page faults) on every connect, the generator's not the broker's.
+				d.readBuf = 512
+				c, err := dial(d, nil)
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {
