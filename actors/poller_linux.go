@@ -94,9 +94,10 @@ func (p *poller) dispatch(n int) {
 
 const pollEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
 
-// register adds r's socket to the epoll set, not yet armed. The reader calls it while it still
-// runs, so that everything register writes is in place before the reader parks; from then on
-// the poller, the keep-alive timer and the socket's close may own the reader at any moment.
+// register gives r a registration id; its first arm adds the socket to the epoll set. The
+// reader calls it while it still runs, so that everything register writes is in place before
+// the reader parks; from then on the poller, the keep-alive timer and the socket's close may
+// own the reader at any moment.
 func (p *poller) register(r *reader) error {
 	p.mu.Lock()
 	p.next++
@@ -104,16 +105,22 @@ func (p *poller) register(r *reader) error {
 	p.regs[id] = r
 	p.mu.Unlock()
 	r.pollID = id
-	err := p.ctl(r, syscall.EPOLL_CTL_ADD, syscall.EPOLLONESHOT)
-	if err == nil {
-		r.pollAdded = true
-	}
-	return err
+	r.pollAdded = true // forget removes it (harmless if the first arm never added it)
+	r.pollFirst = true
+	return nil
 }
 
-// arm makes the next readiness of r's socket wake r. It fails when the socket is closed.
+// arm makes the next readiness of r's socket wake r: the first time by adding the socket to
+// the epoll set, armed (one system call per connection less than adding, then arming). It
+// fails when the socket is closed.
 func (p *poller) arm(r *reader) error {
-	return p.ctl(r, syscall.EPOLL_CTL_MOD, pollEvents)
+	op := syscall.EPOLL_CTL_MOD
+	if r.pollFirst {
+		// Cleared before the call: once armed, a wake-up may run the reader elsewhere.
+		r.pollFirst = false
+		op = syscall.EPOLL_CTL_ADD
+	}
+	return p.ctl(r, op, pollEvents)
 }
 
 func (p *poller) ctl(r *reader, op int, events uint32) error {
