@@ -85,20 +85,11 @@ func decodeBody(t PacketType, flags byte, b []byte, v Version) (Packet, error) {
 	case TypePublish:
 		return decodePublish(flags, b, v)
 	case TypePuback, TypePubrec, TypePubrel, TypePubcomp:
-		a, err := decodeAck(t, b, v)
-		if err != nil {
+		a := &Puback{}
+		if err := decodeAck(a, t, b, v); err != nil {
 			return nil, err
 		}
-		// The four acks have identical layouts, so the conversions are free.
-		switch t {
-		case TypePubrec:
-			return (*Pubrec)(a), nil
-		case TypePubrel:
-			return (*Pubrel)(a), nil
-		case TypePubcomp:
-			return (*Pubcomp)(a), nil
-		}
-		return a, nil
+		return ackAs(a, t), nil
 	case TypeConnack:
 		return decodeConnack(b, v)
 	case TypeSubscribe:
@@ -186,29 +177,44 @@ func decodePublish(flags byte, b []byte, v Version) (Packet, error) {
 // decodeAck decodes PUBACK, PUBREC, PUBREL and PUBCOMP. In 5.0 a Remaining
 // Length of 2 means Success without properties and 3 a reason code without
 // properties [MQTT-3.4.2-1].
-func decodeAck(t PacketType, b []byte, v Version) (*Puback, error) {
+// decodeAck decodes PUBACK, PUBREC, PUBREL or PUBCOMP (t) into a, which must be zero.
+func decodeAck(a *Puback, t PacketType, b []byte, v Version) error {
 	c := cursor{b: b}
 	id, err := c.packetID()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	a := &Puback{PacketID: id}
+	a.PacketID = id
 	if v == V5 && c.left() > 0 {
 		rc, _ := c.u8()
 		a.ReasonCode = ReasonCode(rc)
 		if !reasonSets[t].has(a.ReasonCode) {
-			return nil, protocolError("reason code 0x%02X is not a %s reason code", rc, t)
+			return protocolError("reason code 0x%02X is not a %s reason code", rc, t)
 		}
 		if c.left() > 0 {
 			if err := c.props(&a.Properties, uint8(t)); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
 	if c.left() != 0 {
-		return nil, errTrailing
+		return errTrailing
 	}
-	return a, nil
+	return nil
+}
+
+// ackAs returns a as the packet of type t: the four acks have identical layouts, so the
+// conversion is free.
+func ackAs(a *Puback, t PacketType) Packet {
+	switch t {
+	case TypePubrec:
+		return (*Pubrec)(a)
+	case TypePubrel:
+		return (*Pubrel)(a)
+	case TypePubcomp:
+		return (*Pubcomp)(a)
+	}
+	return a
 }
 
 // decodeShort decodes DISCONNECT and AUTH: in 5.0 the Reason Code and the

@@ -209,6 +209,30 @@ func appendAck(dst []byte, a *Puback, pl plan) []byte {
 	return dst
 }
 
+// AppendAck appends a PUBACK, PUBREC, PUBREL or PUBCOMP (t) without properties: what a
+// broker sends for nearly every QoS 1 and 2 message, encoded the same as Append would, without
+// a packet to build.
+func AppendAck(dst []byte, t PacketType, id uint16, code ReasonCode, v Version) ([]byte, error) {
+	if !v.valid() {
+		return dst, errorf(UnsupportedProtocolVersion, "cannot encode for protocol version %d", byte(v))
+	}
+	if !isAck(t) {
+		return dst, errorf(ImplementationSpecificError, "%s is not an acknowledgement", t)
+	}
+	a := Puback{PacketID: id, ReasonCode: code}
+	pl, err := planAck(&a, t, v)
+	if err != nil {
+		return dst, err
+	}
+	header := byte(t) << 4
+	if t == TypePubrel {
+		header |= 0x02
+	}
+	dst = append(dst, header)
+	dst = appendVarint(dst, pl.rem)
+	return appendAck(dst, &a, pl), nil
+}
+
 func (a *Puback) plan(v Version) (plan, error) { return planAck(a, TypePuback, v) }
 func (a *Puback) header() byte                 { return byte(TypePuback) << 4 }
 func (a *Puback) appendBody(dst []byte, _ Version, pl plan) []byte {

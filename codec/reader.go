@@ -14,7 +14,17 @@ type Reader struct {
 	// small holds the body of packets that keep no reference to it (acks,
 	// pings, short DISCONNECT/AUTH), so that they cost no body allocation.
 	small [4]byte
+	// ack, once ReuseAcks is called, is the one packet every PUBACK, PUBREC,
+	// PUBREL and PUBCOMP is decoded into.
+	ack       *Puback
+	reuseAcks bool
 }
+
+// ReuseAcks makes ReadPacket decode every PUBACK, PUBREC, PUBREL and PUBCOMP
+// into one packet the Reader owns, valid only until the next ReadPacket. For
+// a caller that takes what it needs from an ack at once, it saves allocating
+// a whole packet, properties included, for every QoS 1 and 2 message.
+func (r *Reader) ReuseAcks() { r.reuseAcks = true }
 
 // NewReader returns a Reader of r that refuses packets larger than
 // maxPacketSize bytes, fixed header included; maxPacketSize <= 0 means
@@ -80,7 +90,21 @@ func (r *Reader) ReadPacket() (Packet, error) {
 		}
 		return c, nil
 	}
+	if r.reuseAcks && isAck(t) {
+		if r.ack == nil {
+			r.ack = &Puback{}
+		}
+		*r.ack = Puback{}
+		if err := decodeAck(r.ack, t, body, r.version); err != nil {
+			return nil, err
+		}
+		return ackAs(r.ack, t), nil
+	}
 	return decodeBody(t, b0&0x0F, body, r.version)
+}
+
+func isAck(t PacketType) bool {
+	return t == TypePuback || t == TypePubrec || t == TypePubrel || t == TypePubcomp
 }
 
 // bodyChunk is what a body gets before its bytes arrive; see readBody. Bodies up to it (most
