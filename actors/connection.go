@@ -97,8 +97,8 @@ func (c *Connection) Receive(ctx actor.Context) {
 		}
 	case *codec.Subscribe:
 		c.subscribe(ctx, m)
-	case *codec.Unsubscribe, *codec.Puback, *codec.Pubrec, *codec.Pubrel, *codec.Pubcomp:
-		c.toSession(ctx, m.(codec.Packet))
+	case *codec.Unsubscribe:
+		c.toSession(ctx, m)
 	case *codec.Disconnect:
 		c.clientDisconnect(ctx, m)
 	case *codec.Auth:

@@ -63,7 +63,7 @@ func TestStoredQoS2WaitsForItsRecord(t *testing.T) {
 	// released its id, and that takes it for a new message.
 	st.hold()
 	before = len(conn.bytes())
-	sys.Root.Send(pid, &clientPacket{gen: 1, pkt: &codec.Pubrec{PacketID: got[1].PacketID}})
+	sys.Root.Send(pid, newClientAck(1, &codec.Pubrec{PacketID: got[1].PacketID}))
 	time.Sleep(100 * time.Millisecond)
 	if n := len(conn.bytes()); n != before {
 		t.Fatalf("%d bytes sent before the release was durable (% x), want none", n-before, conn.bytes()[before:])

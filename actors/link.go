@@ -36,6 +36,8 @@ type Link struct {
 	aliasMax    uint16 // the client's Topic Alias Maximum (outbound aliases)
 	maxQueue    int
 	writeTimout time.Duration
+	// runWriter is l.run, made once: "go l.runWriter()" would allocate its closure for every burst.
+	runWriter func()
 
 	mu      sync.Mutex
 	queue   []outItem
@@ -116,7 +118,7 @@ var ErrLinkFull = errors.New("writer queue full")
 var errLinkClosed = errors.New("connection closing")
 
 func newLink(conn net.Conn, stats *Stats, maxQueue, creditWindow int, writeTimeout time.Duration) *Link {
-	return &Link{
+	l := &Link{
 		conn:        conn,
 		stats:       stats,
 		maxQueue:    maxQueue,
@@ -124,6 +126,8 @@ func newLink(conn net.Conn, stats *Stats, maxQueue, creditWindow int, writeTimeo
 		done:        make(chan struct{}),
 		Credits:     make(chan struct{}, creditWindow),
 	}
+	l.runWriter = l.run
+	return l
 }
 
 // setClientLimits records what the client told us in CONNECT (5.0 properties).
@@ -201,7 +205,7 @@ func (l *Link) appendLocked(it outItem) {
 	l.running = true
 	l.mu.Unlock()
 	if start {
-		go l.run()
+		go l.runWriter()
 	}
 }
 
@@ -415,9 +419,16 @@ var queueItems sync.Pool // of *[]outItem, empty
 // maxPooledItems bounds the slices kept in queueItems.
 const maxPooledItems = 4096
 
+// itemBoxes holds the emptied boxes of queueItems, so that putting a slice back does not
+// allocate a box for it each time.
+var itemBoxes sync.Pool // of *[]outItem, nil
+
 func getItems() []outItem {
 	if p, _ := queueItems.Get().(*[]outItem); p != nil {
-		return *p
+		s := *p
+		*p = nil
+		itemBoxes.Put(p)
+		return s
 	}
 	return nil
 }
@@ -426,8 +437,12 @@ func putItems(s []outItem) {
 	if cap(s) == 0 || cap(s) > maxPooledItems {
 		return
 	}
-	s = s[:0]
-	queueItems.Put(&s)
+	p, _ := itemBoxes.Get().(*[]outItem)
+	if p == nil {
+		p = new([]outItem)
+	}
+	*p = s[:0]
+	queueItems.Put(p)
 }
 
 func putWriteBuf(ws *writerScratch, buf []byte) {
@@ -491,7 +506,7 @@ func (l *Link) encode(buf []byte, it *outItem, aliases *map[string]uint16, scrat
 	case itemPacket:
 		buf, err = codec.Append(buf, it.pkt, l.Version)
 	case itemAck:
-		buf, err = appendAck(buf, it, l.Version)
+		buf, err = codec.AppendAck(buf, it.ackType, it.id, it.ackCode, l.Version)
 	case itemPublish:
 		if k, ok := l.sharedKey(it); ok {
 			if e := l.lookupShared(it, k, scratch); e != nil {
@@ -562,18 +577,5 @@ func (l *Link) setTopicAlias(p *codec.Publish, aliases *map[string]uint16) {
 		a := uint16(n + 1)
 		(*aliases)[p.Topic] = a
 		p.Properties.SetTopicAlias(a)
-	}
-}
-
-func appendAck(buf []byte, it *outItem, v codec.Version) ([]byte, error) {
-	switch it.ackType {
-	case codec.TypePuback:
-		return codec.Append(buf, &codec.Puback{PacketID: it.id, ReasonCode: it.ackCode}, v)
-	case codec.TypePubrec:
-		return codec.Append(buf, &codec.Pubrec{PacketID: it.id, ReasonCode: it.ackCode}, v)
-	case codec.TypePubrel:
-		return codec.Append(buf, &codec.Pubrel{PacketID: it.id, ReasonCode: it.ackCode}, v)
-	default:
-		return codec.Append(buf, &codec.Pubcomp{PacketID: it.id, ReasonCode: it.ackCode}, v)
 	}
 }

@@ -118,11 +118,35 @@ type subscribed struct {
 	msgs []Deliver
 }
 
-// clientPacket: a packet from the client that the session handles (SUBSCRIBE, UNSUBSCRIBE,
-// PUBACK, PUBREC, PUBREL, PUBCOMP), tagged with the attach generation it belongs to.
+// clientPacket: a SUBSCRIBE or UNSUBSCRIBE from the client, for its session, tagged with the
+// attach generation it belongs to.
 type clientPacket struct {
 	gen uint64
 	pkt codec.Packet
+}
+
+// clientAck: a PUBACK, PUBREC, PUBREL or PUBCOMP from the client, as much of it as the session
+// uses (the reader's decoder reuses the packet), tagged like clientPacket.
+type clientAck struct {
+	gen  uint64
+	typ  codec.PacketType
+	id   uint16
+	code codec.ReasonCode
+}
+
+func newClientAck(gen uint64, p codec.Packet) *clientAck {
+	var a *codec.Puback
+	switch q := p.(type) {
+	case *codec.Puback:
+		a = q
+	case *codec.Pubrec:
+		a = (*codec.Puback)(q)
+	case *codec.Pubrel:
+		a = (*codec.Puback)(q)
+	case *codec.Pubcomp:
+		a = (*codec.Puback)(q)
+	}
+	return &clientAck{gen: gen, typ: p.Type(), id: a.PacketID, code: a.ReasonCode}
 }
 
 // inboundQoS2 is a QoS 2 publish on its way through the session, which keeps the packet ids of

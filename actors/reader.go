@@ -148,6 +148,7 @@ func (r *reader) serve() {
 		r.br = getIdleBuf(&r.burst)
 		r.dec = *codec.NewReader(r.br, r.env.Cfg.Limits.MaxPacketSize)
 		r.dec.SetVersion(r.version)
+		r.dec.ReuseAcks()
 	}
 	for {
 		// While the client's answers back up, read nothing more from it: TCP holds it back.
@@ -190,8 +191,9 @@ func (r *reader) serve() {
 			// Straight to the session, as publishes go straight to their shard: the
 			// connection actor would only forward them (one mailbox hop less per
 			// acknowledgement, and PUBREL stays behind its QoS 2 publish, which takes the
-			// same way).
-			r.env.System.Root.Send(r.session, &clientPacket{gen: r.gen, pkt: pkt})
+			// same way). The decoder reuses its ack packet: what the session needs of it
+			// is copied.
+			r.env.System.Root.Send(r.session, newClientAck(r.gen, pkt))
 		case *codec.Connect:
 			r.end(&violation{code: codec.ProtocolError, msg: "a second CONNECT"}) // [MQTT-3.1.0-2]
 			return
@@ -271,6 +273,7 @@ func (r *reader) park() bool {
 		r.br = getIdleBuf(&r.burst)
 		r.dec = *codec.NewReader(r.br, r.env.Cfg.Limits.MaxPacketSize)
 		r.dec.SetVersion(r.version)
+		r.dec.ReuseAcks()
 		r.stopParking()
 		return false
 	}
@@ -607,6 +610,7 @@ func newReader(env *Env, self *actor.PID, conn net.Conn, link *Link) *reader {
 	r.burst.src = &r.src
 	r.br = getIdleBuf(&r.burst)
 	r.dec = *codec.NewReader(r.br, env.Cfg.Limits.MaxPacketSize)
+	r.dec.ReuseAcks()
 	// Plain TCP parks between packets; TLS and WebSocket connections are no syscall.Conn.
 	if sc, ok := conn.(syscall.Conn); ok && getPoller() != nil {
 		if raw, err := sc.SyscallConn(); err == nil {

@@ -143,6 +143,10 @@ func (s *Session) handle(ctx actor.Context, msg any) {
 		if w := st.w; w != nil {
 			w.opened = slices.DeleteFunc(w.opened, func(r *route) bool { return r == m.route })
 		}
+	case *clientAck:
+		if m.gen == st.gen && st.link != nil {
+			s.clientAck(ctx, m.typ, m.id, m.code)
+		}
 	case *clientPacket:
 		if m.gen == st.gen && st.link != nil {
 			s.clientPacket(ctx, m.pkt)

@@ -309,44 +309,49 @@ func (s *Session) complete(ctx actor.Context, o *outMsg) {
 
 // ---- packets from the client ----
 
-func (s *Session) clientPacket(ctx actor.Context, pkt codec.Packet) {
+// clientAck handles an acknowledgement from the client: t is its type, id its packet id.
+func (s *Session) clientAck(ctx actor.Context, t codec.PacketType, id uint16, code codec.ReasonCode) {
 	st := s.st
-	v5 := st.link.Version == codec.V5
-	switch p := pkt.(type) {
-	case *codec.Puback:
-		if o := st.inflight[p.PacketID]; o != nil && o.d.QoS == 1 {
+	switch t {
+	case codec.TypePuback:
+		if o := st.inflight[id]; o != nil && o.d.QoS == 1 {
 			s.complete(ctx, o)
 		}
-	case *codec.Pubrec:
-		o := st.inflight[p.PacketID]
+	case codec.TypePubrec:
+		o := st.inflight[id]
 		switch {
 		case o == nil || o.d.QoS != 2:
-			if v5 {
-				_ = st.link.sendAck(codec.TypePubrel, p.PacketID, codec.PacketIdentifierNotFound)
+			if st.link.Version == codec.V5 {
+				_ = st.link.sendAck(codec.TypePubrel, id, codec.PacketIdentifierNotFound)
 			}
-		case p.ReasonCode >= 0x80:
+		case code >= 0x80:
 			s.complete(ctx, o) // the receiver refused it: the exchange ends [MQTT-4.3.3-4]
 		default:
 			o.pubrel = true
 			s.storeInflight(o)
-			_ = s.sendAfterCommit(outItem{kind: itemAck, ackType: codec.TypePubrel, id: p.PacketID, ackCode: codec.Success})
+			_ = s.sendAfterCommit(outItem{kind: itemAck, ackType: codec.TypePubrel, id: id, ackCode: codec.Success})
 		}
-	case *codec.Pubcomp:
-		if o := st.inflight[p.PacketID]; o != nil && o.pubrel {
+	case codec.TypePubcomp:
+		if o := st.inflight[id]; o != nil && o.pubrel {
 			s.complete(ctx, o)
 		}
-	case *codec.Pubrel:
-		if _, ok := st.inbound2[p.PacketID]; ok {
-			s.forgetInbound(p.PacketID)
-			_ = s.sendAfterCommit(outItem{kind: itemAck, ackType: codec.TypePubcomp, id: p.PacketID, ackCode: codec.Success})
+	case codec.TypePubrel:
+		if _, ok := st.inbound2[id]; ok {
+			s.forgetInbound(id)
+			_ = s.sendAfterCommit(outItem{kind: itemAck, ackType: codec.TypePubcomp, id: id, ackCode: codec.Success})
 		} else {
 			code := codec.Success
-			if v5 {
+			if st.link.Version == codec.V5 {
 				code = codec.PacketIdentifierNotFound
 			}
-			_ = st.link.sendAck(codec.TypePubcomp, p.PacketID, code)
+			_ = st.link.sendAck(codec.TypePubcomp, id, code)
 		}
 		decUnacked(st.link)
+	}
+}
+
+func (s *Session) clientPacket(ctx actor.Context, pkt codec.Packet) {
+	switch p := pkt.(type) {
 	case *codec.Subscribe:
 		s.subscribe(ctx, p)
 	case *codec.Unsubscribe:
