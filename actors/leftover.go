@@ -29,7 +29,7 @@ import (
 // restart keeps the actor's mailbox, and so its guard).
 type mailboxGuard struct {
 	env *Env
-	mb  actor.Mailbox // set when the mailbox is made
+	mb  *earlyMailbox // set when the mailbox is made
 	pid *actor.PID    // set when the actor starts
 
 	stopped atomic.Bool // read for every message the actor receives: no lock on that path
@@ -57,7 +57,7 @@ func Mailbox(mw ...actor.MailboxMiddleware) actor.MailboxProducer {
 		mb := &earlyMailbox{Mailbox: unbounded()}
 		for _, m := range mw {
 			if g, ok := m.(*mailboxGuard); ok {
-				g.mb = mb
+				g.mb, mb.guard = mb, g
 			}
 		}
 		return mb
@@ -72,6 +72,7 @@ func Mailbox(mw ...actor.MailboxMiddleware) actor.MailboxProducer {
 // Started message is queued, so the actor sees Started first.
 type earlyMailbox struct {
 	actor.Mailbox
+	guard   *mailboxGuard // of a session, shard or registry; nil for other actors
 	started atomic.Bool
 	mu      sync.Mutex
 	early   []earlyPost
@@ -83,6 +84,10 @@ type earlyPost struct {
 }
 
 func (m *earlyMailbox) PostUserMessage(msg any) {
+	if g := m.guard; g != nil && g.stopped.Load() {
+		g.postLate(msg)
+		return
+	}
 	if m.started.Load() || !m.hold(msg, false) {
 		m.Mailbox.PostUserMessage(msg)
 	}
@@ -147,12 +152,35 @@ func (g *mailboxGuard) MailboxEmpty() {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.drained != nil {
-		select {
-		case <-g.drained:
-		default:
-			close(g.drained)
-		}
+	// A post that raced with this call (postLate) may have landed meanwhile: the mailbox runs
+	// again for it, and the next empty closes drained.
+	if g.drained != nil && g.mb.UserMessageCount() == 0 && !isClosed(g.drained) {
+		close(g.drained)
+	}
+}
+
+// postLate: a message posted to the mailbox of the stopped actor, by a sender that found it
+// just before it was gone. Until the mailbox has handed out everything, it joins the queue
+// (and is kept from there, in order); after that it is kept at once, on the sender's
+// goroutine, as the sender's next messages (dead letters) will be. Put in the mailbox then,
+// it would be kept later, on the mailbox's goroutine, after them.
+func (g *mailboxGuard) postLate(msg any) {
+	g.mu.Lock()
+	if g.drained == nil || !isClosed(g.drained) {
+		g.mb.Mailbox.PostUserMessage(msg) // under mu: MailboxEmpty sees it queued
+		g.mu.Unlock()
+		return
+	}
+	g.mu.Unlock()
+	g.keep(msg)
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -297,21 +325,31 @@ func (e *Env) deadLetter(to *actor.PID, m any) {
 		// mailbox to drain would wait for itself.
 		return
 	}
-	v, ok := e.guards.Load(to.Id)
-	if !ok {
-		e.giveBack(m)
-		return
+	for {
+		v, ok := e.guards.Load(to.Id)
+		if !ok {
+			e.giveBack(m)
+			return
+		}
+		g := v.(*mailboxGuard) // registered: its actor is stopping or gone
+		<-g.drained            // what the mailbox held first: per sender, order is kept
+		if !g.hasHeir() {
+			g.keep(m) // for the successor, when it comes
+			return
+		}
+		if _, alive := e.System.ProcessRegistry.GetLocal(to.Id); alive {
+			g.keep(m) // the successor came after the message missed the name: passed on
+			return
+		}
+		if cur, _ := e.guards.Load(to.Id); cur == v {
+			// The successor is gone too and left no guard: it does not come back (the
+			// broker is stopping, or the session ended). Passed on, the message would come
+			// straight back here.
+			e.giveBack(m)
+			return
+		}
+		// The successor stopped and registered a guard of its own: that one keeps it.
 	}
-	g := v.(*mailboxGuard) // registered: its actor is stopping or gone
-	<-g.drained            // what the mailbox held first: per sender, order is kept
-	if g.hasHeir() {
-		// Its successor took the name and is gone too, leaving no guard (it does not come
-		// back: the broker is stopping, or the session ended). Passed on, the message would
-		// come straight back here.
-		e.giveBack(m)
-		return
-	}
-	g.keep(m)
 }
 
 func (g *mailboxGuard) heirIs(pid *actor.PID) bool {
