@@ -56,7 +56,7 @@ type sessionState struct {
 	order    []*outMsg // inflight in send order, for redelivery in order [MQTT-4.6.0-1]
 	queue    deliveryQueue
 	parked   []Deliver // QoS 1/2 arrived while the queue was full: they hold their publishers' credits
-	progress time.Time // when the client last completed a message (session_flow.go, watchStall)
+	progress time.Time // when the client last completed a message, or messages began to wait for it (watchStall)
 	stalled  bool      // it completed none for too long: nothing is parked for it
 	// stallCheck: a stallCheck message is on its way
 	stallCheck bool

@@ -62,6 +62,9 @@ func (s *Session) enqueue(ctx actor.Context, d Deliver) {
 		// not kept for a disconnected client
 	case st.link != nil && d.QoS > 0 && !st.stalled && (st.queue.full() || len(st.parked) > 0):
 		if len(st.parked) == 0 {
+			// The stall is measured from now: a client that completed nothing for a while
+			// because nothing was sent to it is idle, not stalled.
+			st.progress = time.Now()
 			s.watchStall(ctx)
 		}
 		st.parked = append(st.parked, d)
@@ -115,9 +118,6 @@ func (s *Session) watchStall(ctx actor.Context) {
 		return
 	}
 	st.stallCheck = true
-	if st.progress.IsZero() {
-		st.progress = time.Now()
-	}
 	s.after(ctx, max(s.env.Cfg.Connections.WriteTimeout.Std()-time.Since(st.progress), time.Millisecond), &stallCheck{})
 }
 

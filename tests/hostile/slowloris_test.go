@@ -452,3 +452,54 @@ func TestSubscriberNeverAcks(t *testing.T) {
 	}
 	y.check(t)
 }
+
+// TestIdleSubscriberIsNotStalled: a subscriber that completed its last message long ago (more
+// than connections.write_timeout) and then gets a burst larger than its window and queue is
+// idle, not stalled. Its messages wait with their publisher's credit, so none is dropped; the
+// stall clock starts when messages begin to wait for it. It used to run from its last
+// completed message, which declared such a subscriber stalled a millisecond after the burst
+// began and dropped what its queue could not hold (the rare failure of TestSubscriberNeverAcks
+// under -race, whose healthy subscriber idled while the deaf one held the publisher).
+func TestIdleSubscriberIsNotStalled(t *testing.T) {
+	h := start(t, func(c *config.Config) {
+		c.MQTT.MaxInflight = 8
+		c.Sessions.MaxQueuedMessages = 10
+		c.Router.CreditWindow = 16
+		c.Connections.WriteTimeout = config.Duration(time.Second)
+	})
+	sub := h.mustConnect(t, "idle-sub", codec.V311, 30)
+	sub.Send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "idle/#", QoS: 1}}})
+	if _, ok := sub.Read().(*codec.Suback); !ok {
+		t.Fatal("no SUBACK")
+	}
+	pub := h.mustConnect(t, "idle-pub", codec.V311, 30)
+	// One message completed, then idle for longer than the write timeout.
+	pub.Send(&codec.Publish{QoS: 1, PacketID: 1, Topic: "idle/t", Payload: []byte{0}})
+	m, ok := sub.Read().(*codec.Publish)
+	if !ok {
+		t.Fatal("the first message did not arrive")
+	}
+	sub.Send(&codec.Puback{PacketID: m.PacketID})
+	time.Sleep(1500 * time.Millisecond)
+
+	const n = 100
+	go func() {
+		for i := 1; i <= n; i++ {
+			if send(pub, &codec.Publish{QoS: 1, PacketID: uint16(i + 1), Topic: "idle/t", Payload: []byte{byte(i)}}) != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(300 * time.Millisecond) // the window, the queue and the credits fill; less than the write timeout
+	for i := 1; i <= n; i++ {
+		p, err := sub.ReadErr(wait)
+		m, ok := p.(*codec.Publish)
+		if err != nil || !ok || m.Payload[0] != byte(i) {
+			t.Fatalf("message %d: got %s, %v; want every message, in order", i, describe(p), err)
+		}
+		_ = send(sub, &codec.Puback{PacketID: m.PacketID})
+	}
+	if d := h.mustMetric(t, "actormq_messages_dropped_total", map[string]string{"reason": "queue_full"}); d != 0 {
+		t.Errorf("%v messages dropped for a subscriber that was only idle", d)
+	}
+}
