@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/actormq/actormq/codec"
@@ -38,6 +39,9 @@ type Link struct {
 	writeTimout time.Duration
 	// runWriter is l.run, made once: "go l.run()" would allocate its closure for every burst.
 	runWriter func()
+	// raw is the plain TCP socket's, read and written with raw system calls (rawio_linux.go);
+	// nil for TLS and WebSocket, and off Linux.
+	raw syscall.RawConn
 
 	mu      sync.Mutex
 	queue   []outItem
@@ -127,6 +131,7 @@ func newLink(conn net.Conn, stats *Stats, maxQueue, creditWindow int, writeTimeo
 		Credits:     make(chan struct{}, creditWindow),
 	}
 	l.runWriter = l.run
+	l.raw = rawConnOf(conn)
 	return l
 }
 
@@ -459,7 +464,13 @@ func (l *Link) write(b []byte) bool {
 		_ = l.conn.SetWriteDeadline(time.Now().Add(l.writeTimout))
 	}
 	l.writeSince.Store(time.Now().UnixNano())
-	n, err := l.conn.Write(b)
+	var n int
+	var err error
+	if l.raw != nil {
+		n, err = rawWrite(l.raw, b)
+	} else {
+		n, err = l.conn.Write(b)
+	}
 	l.writeSince.Store(0)
 	l.stats.BytesOut.Add(uint64(n))
 	l.BytesOut.Add(uint64(n))
