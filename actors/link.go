@@ -6,7 +6,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/actormq/actormq/codec"
@@ -39,9 +38,6 @@ type Link struct {
 	writeTimout time.Duration
 	// runWriter is l.run, made once: "go l.run()" would allocate its closure for every burst.
 	runWriter func()
-	// raw is the plain TCP socket's, read and written with raw system calls (rawio_linux.go);
-	// nil for TLS and WebSocket, and off Linux.
-	raw syscall.RawConn
 
 	mu      sync.Mutex
 	queue   []outItem
@@ -123,7 +119,7 @@ var errLinkClosed = errors.New("connection closing")
 
 func newLink(conn net.Conn, stats *Stats, maxQueue, creditWindow int, writeTimeout time.Duration) *Link {
 	l := &Link{
-		conn:        conn,
+		conn:        newSocket(conn), // raw system calls on plain TCP (rawio_linux.go)
 		stats:       stats,
 		maxQueue:    maxQueue,
 		writeTimout: writeTimeout,
@@ -131,7 +127,6 @@ func newLink(conn net.Conn, stats *Stats, maxQueue, creditWindow int, writeTimeo
 		Credits:     make(chan struct{}, creditWindow),
 	}
 	l.runWriter = l.run
-	l.raw = rawConnOf(conn)
 	return l
 }
 
@@ -464,13 +459,7 @@ func (l *Link) write(b []byte) bool {
 		_ = l.conn.SetWriteDeadline(time.Now().Add(l.writeTimout))
 	}
 	l.writeSince.Store(time.Now().UnixNano())
-	var n int
-	var err error
-	if l.raw != nil {
-		n, err = rawWrite(l.raw, b)
-	} else {
-		n, err = l.conn.Write(b)
-	}
+	n, err := l.conn.Write(b)
 	l.writeSince.Store(0)
 	l.stats.BytesOut.Add(uint64(n))
 	l.BytesOut.Add(uint64(n))

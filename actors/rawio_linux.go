@@ -16,6 +16,24 @@ import (
 // no data (or no room), RawConn parks the goroutine in the netpoller as net.Conn would, and
 // the deadlines set on the conn apply the same way.
 
+// socket is a plain TCP connection whose bytes go through raw system calls; everything
+// else (deadlines, close, addresses) is the connection's own.
+type socket struct {
+	net.Conn
+	raw syscall.RawConn
+}
+
+// newSocket returns conn for reading and writing: on plain TCP a socket, else conn itself.
+func newSocket(conn net.Conn) net.Conn {
+	if raw := rawConnOf(conn); raw != nil {
+		return &socket{Conn: conn, raw: raw}
+	}
+	return conn
+}
+
+func (s *socket) Read(b []byte) (int, error)  { return rawRead(s.raw, b) }
+func (s *socket) Write(b []byte) (int, error) { return rawWrite(s.raw, b) }
+
 // rawConnOf returns conn's RawConn if its bytes are the socket's (a plain TCP connection, as
 // the reader's parking also assumes), else nil.
 func rawConnOf(conn net.Conn) syscall.RawConn {
@@ -30,17 +48,26 @@ func rawConnOf(conn net.Conn) syscall.RawConn {
 	return raw
 }
 
+// rawIO makes one read or write system call (trap) on fd with b, again if interrupted.
+func rawIO(trap, fd uintptr, b []byte) (int, syscall.Errno) {
+	for {
+		n, _, e := syscall.RawSyscall(trap, fd, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+		if e != syscall.EINTR {
+			return int(n), e
+		}
+	}
+}
+
 // rawWrite writes all of b.
 func rawWrite(raw syscall.RawConn, b []byte) (int, error) {
 	n := 0
 	var werr error
 	err := raw.Write(func(fd uintptr) bool {
 		for n < len(b) {
-			m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[n])), uintptr(len(b)-n))
+			m, e := rawIO(syscall.SYS_WRITE, fd, b[n:])
 			switch e {
 			case 0:
-				n += int(m)
-			case syscall.EINTR:
+				n += m
 			case syscall.EAGAIN:
 				return false // no room: wait until the socket is writable
 			default:
@@ -64,23 +91,18 @@ func rawRead(raw syscall.RawConn, b []byte) (int, error) {
 	n := 0
 	var rerr error
 	err := raw.Read(func(fd uintptr) bool {
-		for {
-			m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-			switch e {
-			case 0:
-				if m == 0 {
-					rerr = io.EOF
-				}
-				n = int(m)
-				return true
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false // nothing yet: wait until the socket is readable
-			default:
-				rerr = os.NewSyscallError("read", e)
-				return true
-			}
+		m, e := rawIO(syscall.SYS_READ, fd, b)
+		switch {
+		case e == syscall.EAGAIN:
+			return false // nothing yet: wait until the socket is readable
+		case e != 0:
+			rerr = os.NewSyscallError("read", e)
+		case m == 0:
+			rerr = io.EOF
+		default:
+			n = m
 		}
+		return true
 	})
 	if err == nil {
 		err = rerr

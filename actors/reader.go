@@ -466,14 +466,13 @@ const parkGrace = 50 * time.Millisecond
 type deadlineConn struct {
 	net.Conn
 	timeout   time.Duration
-	deadline  bool            // a deadline is set on the socket
-	grace     bool            // the next read waits at most parkGrace (a reader that can park)
-	graceOver bool            // the last read ended because parkGrace passed, not the keep alive
-	packets   uint64          // complete packets read (the reader counts them)
-	renewed   uint64          // packets when last was set
-	last      int64           // unix ns the timeout runs from: the first read after a complete packet
-	link      *Link           // byte counts: the broker's (link.stats) and the client's, for the console
-	raw       syscall.RawConn // plain TCP: read with raw system calls (rawio_linux.go)
+	deadline  bool   // a deadline is set on the socket
+	grace     bool   // the next read waits at most parkGrace (a reader that can park)
+	graceOver bool   // the last read ended because parkGrace passed, not the keep alive
+	packets   uint64 // complete packets read (the reader counts them)
+	renewed   uint64 // packets when last was set
+	last      int64  // unix ns the timeout runs from: the first read after a complete packet
+	link      *Link  // byte counts: the broker's (link.stats) and the client's, for the console
 }
 
 func (d *deadlineConn) Read(b []byte) (int, error) {
@@ -503,13 +502,7 @@ func (d *deadlineConn) Read(b []byte) (int, error) {
 		_ = d.Conn.SetReadDeadline(time.Time{})
 		d.deadline = false
 	}
-	var n int
-	var err error
-	if d.raw != nil {
-		n, err = rawRead(d.raw, b)
-	} else {
-		n, err = d.Conn.Read(b)
-	}
+	n, err := d.Conn.Read(b)
 	if grace && errors.Is(err, os.ErrDeadlineExceeded) {
 		d.graceOver = true
 	}
@@ -610,7 +603,7 @@ func newReader(env *Env, self *actor.PID, conn net.Conn, link *Link) *reader {
 		env:   env,
 		self:  self,
 		link:  link,
-		src:   deadlineConn{Conn: conn, link: link, raw: link.raw},
+		src:   deadlineConn{Conn: link.conn, link: link}, // the Link's socket: raw system calls on plain TCP
 		start: make(chan *readerStart, 1),
 		quit:  make(chan struct{}),
 	}
