@@ -105,7 +105,6 @@ func (p *poller) register(r *reader) error {
 	p.regs[id] = r
 	p.mu.Unlock()
 	r.pollID = id
-	r.pollAdded = true // forget removes it (harmless if the first arm never added it)
 	r.pollFirst = true
 	return nil
 }
@@ -146,7 +145,5 @@ func (p *poller) forget(r *reader) {
 	p.mu.Lock()
 	delete(p.regs, r.pollID)
 	p.mu.Unlock()
-	if r.pollAdded {
-		_ = p.ctl(r, syscall.EPOLL_CTL_DEL, 0)
-	}
+	_ = p.ctl(r, syscall.EPOLL_CTL_DEL, 0) // fails harmlessly if the first arm never added it
 }

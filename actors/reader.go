@@ -43,7 +43,6 @@ type reader struct {
 	raw       syscall.RawConn
 	poll      *poller
 	pollID    uint64 // registration in the poller, 0 before the first park
-	pollAdded bool   // the socket is (or is about to be) in the epoll set
 	pollFirst bool   // the next arm adds the socket to the epoll set
 	state     atomic.Int32
 	deadline  atomic.Int64 // keep-alive deadline while parked (unix ns)
