@@ -135,17 +135,7 @@ type clientAck struct {
 }
 
 func newClientAck(gen uint64, p codec.Packet) *clientAck {
-	var a *codec.Puback
-	switch q := p.(type) {
-	case *codec.Puback:
-		a = q
-	case *codec.Pubrec:
-		a = (*codec.Puback)(q)
-	case *codec.Pubrel:
-		a = (*codec.Puback)(q)
-	case *codec.Pubcomp:
-		a = (*codec.Puback)(q)
-	}
+	a := codec.AckOf(p)
 	return &clientAck{gen: gen, typ: p.Type(), id: a.PacketID, code: a.ReasonCode}
 }
 

@@ -145,7 +145,7 @@ func (s *Session) handle(ctx actor.Context, msg any) {
 		}
 	case *clientAck:
 		if m.gen == st.gen && st.link != nil {
-			s.clientAck(ctx, m.typ, m.id, m.code)
+			s.clientAck(ctx, m)
 		}
 	case *clientPacket:
 		if m.gen == st.gen && st.link != nil {

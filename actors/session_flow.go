@@ -309,10 +309,10 @@ func (s *Session) complete(ctx actor.Context, o *outMsg) {
 
 // ---- packets from the client ----
 
-// clientAck handles an acknowledgement from the client: t is its type, id its packet id.
-func (s *Session) clientAck(ctx actor.Context, t codec.PacketType, id uint16, code codec.ReasonCode) {
-	st := s.st
-	switch t {
+// clientAck handles an acknowledgement from the client.
+func (s *Session) clientAck(ctx actor.Context, a *clientAck) {
+	st, id := s.st, a.id
+	switch a.typ {
 	case codec.TypePuback:
 		if o := st.inflight[id]; o != nil && o.d.QoS == 1 {
 			s.complete(ctx, o)
@@ -324,7 +324,7 @@ func (s *Session) clientAck(ctx actor.Context, t codec.PacketType, id uint16, co
 			if st.link.Version == codec.V5 {
 				_ = st.link.sendAck(codec.TypePubrel, id, codec.PacketIdentifierNotFound)
 			}
-		case code >= 0x80:
+		case a.code >= 0x80:
 			s.complete(ctx, o) // the receiver refused it: the exchange ends [MQTT-4.3.3-4]
 		default:
 			o.pubrel = true

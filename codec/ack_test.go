@@ -73,17 +73,8 @@ func TestReuseAcks(t *testing.T) {
 		if p.Type() != w.typ {
 			t.Fatalf("packet %d is %s, want %s", i, p.Type(), w.typ)
 		}
-		var a *Puback
-		switch q := p.(type) {
-		case *Puback:
-			a = q
-		case *Pubrec:
-			a = (*Puback)(q)
-		case *Pubrel:
-			a = (*Puback)(q)
-		case *Pubcomp:
-			a = (*Puback)(q)
-		default:
+		a := AckOf(p)
+		if a == nil {
 			continue
 		}
 		if a.PacketID != w.id || a.ReasonCode != w.code {

@@ -85,11 +85,7 @@ func decodeBody(t PacketType, flags byte, b []byte, v Version) (Packet, error) {
 	case TypePublish:
 		return decodePublish(flags, b, v)
 	case TypePuback, TypePubrec, TypePubrel, TypePubcomp:
-		a := &Puback{}
-		if err := decodeAck(a, t, b, v); err != nil {
-			return nil, err
-		}
-		return ackAs(a, t), nil
+		return decodeAck(&Puback{}, t, b, v)
 	case TypeConnack:
 		return decodeConnack(b, v)
 	case TypeSubscribe:
@@ -174,47 +170,57 @@ func decodePublish(flags byte, b []byte, v Version) (Packet, error) {
 	return p, nil
 }
 
-// decodeAck decodes PUBACK, PUBREC, PUBREL and PUBCOMP. In 5.0 a Remaining
-// Length of 2 means Success without properties and 3 a reason code without
-// properties [MQTT-3.4.2-1].
-// decodeAck decodes PUBACK, PUBREC, PUBREL or PUBCOMP (t) into a, which must be zero.
-func decodeAck(a *Puback, t PacketType, b []byte, v Version) error {
+// decodeAck decodes PUBACK, PUBREC, PUBREL or PUBCOMP (t) into a, which must be zero, and
+// returns it as that type. In 5.0 a Remaining Length of 2 means Success without properties
+// and 3 a reason code without properties [MQTT-3.4.2-1].
+func decodeAck(a *Puback, t PacketType, b []byte, v Version) (Packet, error) {
 	c := cursor{b: b}
 	id, err := c.packetID()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	a.PacketID = id
 	if v == V5 && c.left() > 0 {
 		rc, _ := c.u8()
 		a.ReasonCode = ReasonCode(rc)
 		if !reasonSets[t].has(a.ReasonCode) {
-			return protocolError("reason code 0x%02X is not a %s reason code", rc, t)
+			return nil, protocolError("reason code 0x%02X is not a %s reason code", rc, t)
 		}
 		if c.left() > 0 {
 			if err := c.props(&a.Properties, uint8(t)); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
 	if c.left() != 0 {
-		return errTrailing
+		return nil, errTrailing
 	}
-	return nil
-}
-
-// ackAs returns a as the packet of type t: the four acks have identical layouts, so the
-// conversion is free.
-func ackAs(a *Puback, t PacketType) Packet {
+	// The four acks have identical layouts, so the conversions are free.
 	switch t {
 	case TypePubrec:
-		return (*Pubrec)(a)
+		return (*Pubrec)(a), nil
 	case TypePubrel:
-		return (*Pubrel)(a)
+		return (*Pubrel)(a), nil
 	case TypePubcomp:
-		return (*Pubcomp)(a)
+		return (*Pubcomp)(a), nil
 	}
-	return a
+	return a, nil
+}
+
+// AckOf returns a PUBACK, PUBREC, PUBREL or PUBCOMP as the Puback layout they share (packet
+// id, reason code, properties), and nil for any other packet.
+func AckOf(p Packet) *Puback {
+	switch q := p.(type) {
+	case *Puback:
+		return q
+	case *Pubrec:
+		return (*Puback)(q)
+	case *Pubrel:
+		return (*Puback)(q)
+	case *Pubcomp:
+		return (*Puback)(q)
+	}
+	return nil
 }
 
 // decodeShort decodes DISCONNECT and AUTH: in 5.0 the Reason Code and the

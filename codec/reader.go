@@ -95,10 +95,7 @@ func (r *Reader) ReadPacket() (Packet, error) {
 			r.ack = &Puback{}
 		}
 		*r.ack = Puback{}
-		if err := decodeAck(r.ack, t, body, r.version); err != nil {
-			return nil, err
-		}
-		return ackAs(r.ack, t), nil
+		return decodeAck(r.ack, t, body, r.version)
 	}
 	return decodeBody(t, b0&0x0F, body, r.version)
 }
