@@ -270,8 +270,8 @@ func (g *mailboxGuard) retire() {
 		// A predecessor still registered under the name, passing on to this actor, has no
 		// one left to pass on to: its entry goes too (the guards are keyed by client id).
 		if v, ok := g.env.guards.Load(g.pid.Id); ok {
-			if old := v.(*mailboxGuard); old.heirIs(g.pid) {
-				g.env.guards.CompareAndDelete(g.pid.Id, old)
+			if h := v.(*mailboxGuard).heirPID(); h != nil && h.Equal(g.pid) {
+				g.env.guards.CompareAndDelete(g.pid.Id, v)
 			}
 		}
 	}
@@ -333,12 +333,10 @@ func (e *Env) deadLetter(to *actor.PID, m any) {
 		}
 		g := v.(*mailboxGuard) // registered: its actor is stopping or gone
 		<-g.drained            // what the mailbox held first: per sender, order is kept
-		if !g.hasHeir() {
-			g.keep(m) // for the successor, when it comes
-			return
-		}
-		if _, alive := e.System.ProcessRegistry.GetLocal(to.Id); alive {
-			g.keep(m) // the successor came after the message missed the name: passed on
+		if _, alive := e.System.ProcessRegistry.GetLocal(to.Id); alive || g.heirPID() == nil {
+			// Kept for the successor, or passed on to it if it came after the message
+			// missed the name.
+			g.keep(m)
 			return
 		}
 		if cur, _ := e.guards.Load(to.Id); cur == v {
@@ -352,16 +350,11 @@ func (e *Env) deadLetter(to *actor.PID, m any) {
 	}
 }
 
-func (g *mailboxGuard) heirIs(pid *actor.PID) bool {
+// heirPID returns the successor that took the leftovers, nil before one has.
+func (g *mailboxGuard) heirPID() *actor.PID {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.heir != nil && g.heir.Equal(pid)
-}
-
-func (g *mailboxGuard) hasHeir() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.heir != nil
+	return g.heir
 }
 
 // giveBack gives back what a leftover holds when no actor will handle it.
