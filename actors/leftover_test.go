@@ -148,21 +148,13 @@ func TestRetiredGuardGivesBack(t *testing.T) {
 	sys := quietSystem()
 	defer sys.Shutdown()
 	env := NewEnv(sys, config.Default(), zap.NewNop(), store.NewMemory())
-	conn := &recordConn{}
-	link := newLink(conn, &Stats{}, 16, 4, 0)
-	link.Version = codec.V5
-	link.Credits <- struct{}{}
-	r := newRoute(env, &codec.Publish{Topic: "t", QoS: 1, PacketID: 9}, "pub", link, time.Time{})
-	r.refs.Add(1)
-	r.holdAck()
-	r.release() // the shard's shares, as after routing
-	r.ackDone()
+	d, link, conn := awaitedDelivery(env)
 
 	g := newMailboxGuard(env)
 	g.pid = actor.NewPID("local", "sessions/session/gone")
 	env.guards.Store(g.pid.Id, g)
 	g.stop(true)
-	g.keep(&Deliver{flow: r, Pub: r.pub, QoS: 1, ack: true})
+	g.keep(d)
 	if len(link.Credits) != 1 {
 		t.Fatal("a kept leftover gave its credit back before it was known to be lost")
 	}
@@ -170,11 +162,7 @@ func TestRetiredGuardGivesBack(t *testing.T) {
 	if len(link.Credits) != 0 {
 		t.Error("the credit of a leftover was not given back")
 	}
-	waitForBytes(t, conn, 1)
-	p, _, err := codec.Decode(conn.bytes(), codec.V5)
-	if ack, ok := p.(*codec.Puback); err != nil || !ok || ack.PacketID != 9 || ack.ReasonCode != codec.UnspecifiedError {
-		t.Errorf("answer to the publisher: %+v %v, want PUBACK 9 with 0x80", p, err)
-	}
+	expectFailedPuback(t, conn)
 	if _, ok := env.guards.Load(g.pid.Id); ok {
 		t.Error("a retired guard stays registered")
 	}
@@ -326,6 +314,19 @@ func TestHeirThatDoesNotComeBackEndsTheChain(t *testing.T) {
 		t.Error("a guard stays registered under a name no actor will take again")
 	}
 
+	d, link, conn := awaitedDelivery(env)
+	sys.Root.Send(sys.NewLocalPID("x"), d)
+	waitForBytes(t, conn, 1)
+	if len(link.Credits) != 0 {
+		t.Error("the credit of a message sent to the gone name was not given back")
+	}
+	expectFailedPuback(t, conn)
+}
+
+// awaitedDelivery is the delivery of a QoS 1 publish (packet id 9, from a 5.0 client whose
+// socket is conn) to a stored session, as a shard leaves it after routing: it holds its
+// publisher's credit, and the PUBACK waits for it.
+func awaitedDelivery(env *Env) (*Deliver, *Link, *recordConn) {
 	conn := &recordConn{}
 	link := newLink(conn, &Stats{}, 16, 4, 0)
 	link.Version = codec.V5
@@ -333,15 +334,18 @@ func TestHeirThatDoesNotComeBackEndsTheChain(t *testing.T) {
 	r := newRoute(env, &codec.Publish{Topic: "t", QoS: 1, PacketID: 9}, "pub", link, time.Time{})
 	r.refs.Add(1)
 	r.holdAck()
-	r.release()
+	r.release() // the shard's shares, as after routing
 	r.ackDone()
-	sys.Root.Send(sys.NewLocalPID("x"), &Deliver{flow: r, Pub: r.pub, QoS: 1, ack: true})
+	return &Deliver{flow: r, Pub: r.pub, QoS: 1, ack: true}, link, conn
+}
+
+// expectFailedPuback checks that the publisher of awaitedDelivery was answered as failed: a
+// 5.0 PUBACK 9 with 0x80, never as delivered.
+func expectFailedPuback(t *testing.T, conn *recordConn) {
+	t.Helper()
 	waitForBytes(t, conn, 1)
-	if len(link.Credits) != 0 {
-		t.Error("the credit of a message sent to the gone name was not given back")
-	}
 	p, _, err := codec.Decode(conn.bytes(), codec.V5)
-	if ack, ok := p.(*codec.Puback); err != nil || !ok || ack.ReasonCode != codec.UnspecifiedError {
+	if ack, ok := p.(*codec.Puback); err != nil || !ok || ack.PacketID != 9 || ack.ReasonCode != codec.UnspecifiedError {
 		t.Errorf("answer to the publisher: %+v %v, want PUBACK 9 with 0x80", p, err)
 	}
 }
