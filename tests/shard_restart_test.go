@@ -204,24 +204,7 @@ func TestTopLevelSupervisorsHeal(t *testing.T) {
 				}
 				return ok
 			})
-			var again *rawClient
-			waitFor(t, 10*time.Second, id+": the persistent subscriber reconnects", func() bool {
-				c, err := tryDialRaw(t, b.TCP5, codec.V5)
-				if err != nil {
-					return false
-				}
-				c.Send(&codec.Connect{ProtocolName: "MQTT", Version: codec.V5, KeepAlive: 30, ClientID: "keeper-" + id})
-				p, err := c.ReadErr(time.Second)
-				if ack, ok := p.(*codec.Connack); err == nil && ok && ack.ReasonCode == codec.Success {
-					if !ack.SessionPresent {
-						t.Fatalf("%s: the stored session is gone", id)
-					}
-					again = c
-					return true
-				}
-				_ = c.Conn.Close()
-				return false
-			})
+			again := reconnectPresent(t, b, "keeper-"+id)
 			if m, ok := again.Read().(*codec.Publish); !ok || string(m.Payload) != "queued" {
 				t.Fatalf("%s: after reconnecting: %+v, want the queued message", id, m)
 			}
@@ -262,24 +245,7 @@ func TestRegistryRestartsDuringRestore(t *testing.T) {
 		return ok
 	})
 	for i := range sessions {
-		var c *rawClient
-		waitFor(t, 10*time.Second, fmt.Sprintf("session %d reconnects", i), func() bool {
-			rc, err := tryDialRaw(t, b.TCP5, codec.V5)
-			if err != nil {
-				return false
-			}
-			rc.Send(&codec.Connect{ProtocolName: "MQTT", Version: codec.V5, KeepAlive: 30, ClientID: fmt.Sprintf("restoring-%d", i)})
-			p, err := rc.ReadErr(time.Second)
-			if ack, ok := p.(*codec.Connack); err == nil && ok && ack.ReasonCode == codec.Success {
-				if !ack.SessionPresent {
-					t.Fatalf("session %d: not present after the registry restarts", i)
-				}
-				c = rc
-				return true
-			}
-			_ = rc.Conn.Close()
-			return false
-		})
+		c := reconnectPresent(t, b, fmt.Sprintf("restoring-%d", i))
 		pub.Send(&codec.Publish{QoS: 1, PacketID: uint16(i + 1), Topic: fmt.Sprintf("restore/%d", i), Payload: []byte("r")})
 		if ack, ok := pub.Read().(*codec.Puback); !ok || ack.PacketID != uint16(i+1) {
 			t.Fatalf("session %d: PUBACK %+v", i, ack)
@@ -289,4 +255,29 @@ func TestRegistryRestartsDuringRestore(t *testing.T) {
 		}
 		_ = c.Conn.Close()
 	}
+}
+
+// reconnectPresent connects clientID (5.0, no session expiry) as soon as the broker accepts it,
+// and fails the test unless its stored session is present.
+func reconnectPresent(t *testing.T, b *testBroker, clientID string) *rawClient {
+	t.Helper()
+	var c *rawClient
+	waitFor(t, 10*time.Second, clientID+" reconnects", func() bool {
+		rc, err := tryDialRaw(t, b.TCP5, codec.V5)
+		if err != nil {
+			return false
+		}
+		rc.Send(&codec.Connect{ProtocolName: "MQTT", Version: codec.V5, KeepAlive: 30, ClientID: clientID})
+		p, err := rc.ReadErr(time.Second)
+		if ack, ok := p.(*codec.Connack); err == nil && ok && ack.ReasonCode == codec.Success {
+			if !ack.SessionPresent {
+				t.Fatalf("%s: its stored session is gone", clientID)
+			}
+			c = rc
+			return true
+		}
+		_ = rc.Conn.Close()
+		return false
+	})
+	return c
 }
