@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
 	"sync"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/actormq/actormq/codec"
 	"github.com/actormq/actormq/config"
+	"github.com/actormq/actormq/internal/brokertest"
 )
 
 // Every limit from config, pushed past over real sockets: the broker answers as MQTT says,
@@ -264,21 +266,8 @@ func TestLoadSmoke(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := dialRaw(t, b.TCP311, codec.V311)
-			c.Connect(fmt.Sprintf("pub-%d", p))
-			topic := fmt.Sprintf("load/%d", p)
-			for i := range each {
-				b, _ := codec.Append(nil, &codec.Publish{QoS: 1, PacketID: uint16(i + 1), Topic: topic, Payload: []byte{byte(i >> 8), byte(i)}}, codec.V311)
-				if _, err := c.Conn.Write(b); err != nil {
-					errs <- err
-					return
-				}
-			}
-			for range each {
-				if _, err := c.ReadErr(10 * time.Second); err != nil {
-					errs <- fmt.Errorf("publisher %d: %w", p, err)
-					return
-				}
+			if err := publishNumbered(t, b.TCP311, fmt.Sprintf("load/%d", p), each, each); err != nil {
+				errs <- fmt.Errorf("publisher %d: %w", p, err)
 			}
 		}()
 	}
@@ -294,7 +283,7 @@ func TestLoadSmoke(t *testing.T) {
 		}
 		var who int
 		fmt.Sscanf(m.Topic, "load/%d", &who)
-		seq := int(m.Payload[0])<<8 | int(m.Payload[1])
+		seq := int(binary.BigEndian.Uint32(m.Payload))
 		if seq != next[who] {
 			t.Fatalf("publisher %d: got message %d, want %d (order per topic [MQTT-4.6.0-6])", who, seq, next[who])
 		}
@@ -358,4 +347,106 @@ func TestLimitCreditWindowPacesPublisher(t *testing.T) {
 	if d := b.Stats().DroppedQueue.Load(); d != 0 {
 		t.Errorf("%d messages dropped; pacing should have kept them all", d)
 	}
+}
+
+// TestLimitPacketIDsRunOut: with max_inflight at the protocol's 65,535, a subscriber that
+// acknowledges nothing holds every packet id, each different: the broker assigns a currently
+// unused one to each new QoS 1 PUBLISH [MQTT-2.3.1-2] [MQTT-2.3.1-4]. The next messages wait
+// and go out, in order, under the ids as they are acknowledged, the only ones free
+// [MQTT-2.3.1-3].
+func TestLimitPacketIDsRunOut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("delivers 65,537 messages")
+	}
+	b := startBroker(t, func(c *config.Config) {
+		c.MQTT.MaxInflight = 0xFFFF
+		c.Connections.WriterQueue = 0x10000 // room for a resumed session's inflight messages, as config asks
+		c.Store.Persistence = false
+	})
+	sub := dialRaw(t, b.TCP311, codec.V311)
+	sub.Connect("every-id")
+	sub.Send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "ids", QoS: 1}}})
+	if _, ok := sub.Read().(*codec.Suback); !ok {
+		t.Fatal("no SUBACK")
+	}
+
+	const total, chunk = 0xFFFF + 2, 512
+	published := make(chan error, 1)
+	go func() { published <- publishNumbered(t, b.TCP311, "ids", total, chunk) }()
+
+	next := uint32(0) // the number the next PUBLISH carries: one publisher, so in order [MQTT-4.6.0-6]
+	read := func() *codec.Publish {
+		t.Helper()
+		p, err := sub.ReadErr(10 * time.Second)
+		if err != nil {
+			t.Fatalf("after %d messages: %v", next, err)
+		}
+		m, ok := p.(*codec.Publish)
+		if !ok {
+			t.Fatalf("got %T, want PUBLISH", p)
+		}
+		if got := binary.BigEndian.Uint32(m.Payload); got != next {
+			t.Fatalf("got message %d, want %d", got, next)
+		}
+		next++
+		return m
+	}
+	var held [0x10000]bool
+	for range 0xFFFF {
+		m := read()
+		if m.PacketID == 0 || held[m.PacketID] {
+			t.Fatalf("message %d went out under packet id %d, which is zero or in use [MQTT-2.3.1-4]", next-1, m.PacketID)
+		}
+		held[m.PacketID] = true
+	}
+	if p, err := sub.ReadErr(300 * time.Millisecond); err == nil {
+		t.Fatalf("got %T with every packet id in flight", p)
+	}
+	for _, id := range []uint16{40000, 7} {
+		sub.Send(&codec.Puback{PacketID: id})
+		if m := read(); m.PacketID != id {
+			t.Fatalf("message %d went out under id %d; the only one free is %d", next-1, m.PacketID, id)
+		}
+	}
+	if err := <-published; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// publishNumbered publishes total QoS 1 messages to topic from a 3.1.1 client, each payload the
+// message's number (4 bytes, big endian), written chunk at a time, each chunk acknowledged
+// before the next goes. It runs off the test's goroutine, so it returns its error.
+func publishNumbered(t *testing.T, addr, topic string, total, chunk int) error {
+	c, err := brokertest.TryDial(t, addr, codec.V311)
+	if err != nil {
+		return err
+	}
+	connect, _ := codec.Append(nil, &codec.Connect{ProtocolName: "MQTT", Version: codec.V311, CleanStart: true, KeepAlive: 30, ClientID: "numbered-" + topic}, codec.V311)
+	if _, err := c.Conn.Write(connect); err != nil {
+		return err
+	}
+	if p, err := c.ReadErr(5 * time.Second); err != nil {
+		return err
+	} else if _, ok := p.(*codec.Connack); !ok {
+		return fmt.Errorf("publisher: got %T, want CONNACK", p)
+	}
+	var buf []byte
+	for sent := 0; sent < total; {
+		n := min(chunk, total-sent)
+		buf = buf[:0]
+		for i := range n {
+			payload := binary.BigEndian.AppendUint32(nil, uint32(sent+i))
+			buf, _ = codec.Append(buf, &codec.Publish{QoS: 1, PacketID: uint16(i + 1), Topic: topic, Payload: payload}, codec.V311)
+		}
+		if _, err := c.Conn.Write(buf); err != nil {
+			return fmt.Errorf("publisher: %w", err)
+		}
+		for range n {
+			if _, err := c.ReadErr(10 * time.Second); err != nil {
+				return fmt.Errorf("publisher, after %d acknowledged: %w", sent, err)
+			}
+			sent++
+		}
+	}
+	return nil
 }
