@@ -331,6 +331,10 @@ func (s *Session) attach(ctx actor.Context, m *attachRequest) {
 	ctx.Send(m.conn, &attached{session: st.ref, gen: m.gen})
 
 	// Resume the inflight messages in their original order with DUP set [MQTT-4.4.0-1].
+	// Those that expired meanwhile are completed after the loop: completing takes done
+	// messages off st.order and sends queued ones, which must neither change the order under
+	// the loop nor go out before the messages resent.
+	var gone []*outMsg
 	for _, o := range st.order {
 		if o.done {
 			continue
@@ -338,8 +342,11 @@ func (s *Session) attach(ctx actor.Context, m *attachRequest) {
 		if o.pubrel {
 			_ = st.link.sendAck(codec.TypePubrel, o.id, codec.Success)
 		} else if s.send(o.d, o.id, true) == discarded {
-			s.complete(ctx, o)
+			gone = append(gone, o)
 		}
+	}
+	for _, o := range gone {
+		s.complete(ctx, o)
 	}
 	s.pump(ctx)
 }

@@ -157,6 +157,46 @@ func TestV5MessageExpiryDropsQueuedMessage(t *testing.T) {
 	}
 }
 
+// A message in flight whose Message Expiry Interval passes while its client is away is not
+// sent again when the session resumes [MQTT-3.3.2-5], also when a message sent after it was
+// completed already: each QoS has its own acknowledgement order [MQTT-4.6.0-2] [MQTT-4.6.0-3],
+// so a QoS 1 message can be done while an earlier QoS 2 one still waits for its PUBREC. The
+// others are sent again in order with DUP set [MQTT-4.4.0-1], and the session goes on.
+func TestV5ExpiredInflightDroppedOnResume(t *testing.T) {
+	b := startBroker(t)
+	sub, _ := v5Connect(t, b, "v5-exp-inflight", v5Expiry(60))
+	sub.subscribe(nil, codec.Subscription{Filter: "v5/expin/2", QoS: 2}, codec.Subscription{Filter: "v5/expin/1", QoS: 1})
+	pub, _ := v5Connect(t, b, "v5-exp-inflight-pub")
+	expiring := &codec.Publish{Topic: "v5/expin/2", QoS: 2, Payload: []byte("expires")}
+	expiring.Properties.SetMessageExpiryInterval(1)
+	pub.pub2(expiring)
+	pub.pub("v5/expin/1", 1, "done")
+	pub.pub("v5/expin/2", 2, "kept")
+	if p := sub.expectPublish(); string(p.Payload) != "expires" {
+		t.Fatalf("first delivery %q, want the expiring message", p.Payload)
+	}
+	sub.receiveMsg("v5/expin/1", "done") // acknowledged while the first waits for its PUBREC
+	if p := sub.expectPublish(); string(p.Payload) != "kept" {
+		t.Fatalf("third delivery %q, want \"kept\"", p.Payload)
+	}
+	sub.drop()
+	time.Sleep(1500 * time.Millisecond) // past the first message's expiry
+
+	sub2, ack := v5Connect(t, b, "v5-exp-inflight", v5Expiry(60), v5Resume)
+	if !ack.SessionPresent {
+		t.Fatal("Session Present 0 for a kept session")
+	}
+	again := sub2.expectPublish()
+	if string(again.Payload) != "kept" || !again.Dup {
+		t.Fatalf("resumed with %s, want \"kept\" again with DUP", v5Describe([]codec.Packet{again}))
+	}
+	sub2.ack(again)
+	pub.pub("v5/expin/1", 1, "after")
+	sub2.receiveMsg("v5/expin/1", "after")
+	sub2.quiet(v5Quiet)
+	sub2.endSession()
+}
+
 // A message delivered after waiting in the server carries the Message Expiry Interval it was
 // published with minus the time it waited [MQTT-3.3.2-6]; a live delivery carries at most the
 // original value.
