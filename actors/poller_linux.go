@@ -123,18 +123,37 @@ func (p *poller) arm(r *reader) error {
 }
 
 func (p *poller) ctl(r *reader, op int, events uint32) error {
-	ev := syscall.EpollEvent{Events: events, Fd: int32(uint32(r.pollID)), Pad: int32(uint32(r.pollID >> 32))}
-	var opErr error
+	c := ctlCalls.Get().(*ctlCall)
+	c.epfd, c.op = p.epfd, op
+	c.ev = syscall.EpollEvent{Events: events, Fd: int32(uint32(r.pollID)), Pad: int32(uint32(r.pollID >> 32))}
 	// Control holds the descriptor open: it cannot be closed (and its number reused by another
 	// socket) while epoll_ctl runs.
-	err := r.raw.Control(func(fd uintptr) {
-		opErr = syscall.EpollCtl(p.epfd, op, int(fd), &ev)
-	})
-	if err != nil {
-		return err
+	err := r.raw.Control(c.fn)
+	if err == nil {
+		err = c.err
 	}
-	return opErr
+	c.err = nil
+	ctlCalls.Put(c)
+	return err
 }
+
+// ctlCall is one epoll_ctl made through RawConn.Control. The calls are pooled with their
+// function bound once: a closure per call, over the call's event and result, would escape to
+// the heap (an idle reader arms its socket at every park).
+type ctlCall struct {
+	epfd, op int
+	ev       syscall.EpollEvent
+	err      error
+	fn       func(fd uintptr)
+}
+
+var ctlCalls = sync.Pool{New: func() any {
+	c := new(ctlCall)
+	c.fn = c.run
+	return c
+}}
+
+func (c *ctlCall) run(fd uintptr) { c.err = syscall.EpollCtl(c.epfd, c.op, int(fd), &c.ev) }
 
 // forget removes r for good. The descriptor leaves the epoll set when it is closed, or now if
 // it is still open.

@@ -2,7 +2,8 @@ package actors
 
 // deliveryQueue is a session's bounded FIFO of messages waiting for the client's window. Its
 // buffer grows on demand up to max and is released when the queue drains, so an idle session
-// holds none.
+// holds little: a buffer of up to keptQueueCap messages stays, so that a session that gets one
+// message at a time does not allocate one for each.
 type deliveryQueue struct {
 	buf  []Deliver
 	head int
@@ -50,7 +51,7 @@ func (q *deliveryQueue) pop() Deliver {
 	q.buf[q.head] = Deliver{}
 	q.head++
 	if q.head == len(q.buf) {
-		q.clear()
+		q.drained()
 	}
 	return d
 }
@@ -94,3 +95,16 @@ func (q *deliveryQueue) remove(drop func(*Deliver) bool) {
 }
 
 func (q *deliveryQueue) clear() { q.buf, q.head = nil, 0 }
+
+// keptQueueCap is the most messages the buffer of a drained queue (or of a session's inflight
+// order) keeps room for.
+const keptQueueCap = 4
+
+// drained resets an emptied queue, whose taken places are already cleared.
+func (q *deliveryQueue) drained() {
+	if cap(q.buf) > keptQueueCap {
+		q.clear()
+		return
+	}
+	q.buf, q.head = q.buf[:0], 0
+}

@@ -10,6 +10,16 @@ import (
 	"time"
 )
 
+// rawSocket is conn read and written with raw system calls.
+func rawSocket(t *testing.T, conn net.Conn) *socket {
+	t.Helper()
+	s, ok := newSocket(conn).(*socket)
+	if !ok {
+		t.Fatal("a TCP connection is not read and written with raw system calls")
+	}
+	return s
+}
+
 func tcpPair(t *testing.T) (client, server net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -39,10 +49,7 @@ func tcpPair(t *testing.T) (client, server net.Conn) {
 // net.Conn would (os.ErrDeadlineExceeded), which the Link counts as a slow consumer.
 func TestRawWriteWaitsForRoomAndKeepsDeadlines(t *testing.T) {
 	client, server := tcpPair(t)
-	raw := rawConnOf(server)
-	if raw == nil {
-		t.Fatal("a TCP connection has no RawConn")
-	}
+	sock := rawSocket(t, server)
 	want := make([]byte, 8<<20)
 	for i := range want {
 		want[i] = byte(i * 7)
@@ -52,8 +59,8 @@ func TestRawWriteWaitsForRoomAndKeepsDeadlines(t *testing.T) {
 		b, _ := io.ReadAll(client)
 		got <- b
 	}()
-	if n, err := rawWrite(raw, want); err != nil || n != len(want) {
-		t.Fatalf("rawWrite: %d bytes, %v", n, err)
+	if n, err := sock.Write(want); err != nil || n != len(want) {
+		t.Fatalf("raw write: %d bytes, %v", n, err)
 	}
 	server.Close()
 	if b := <-got; !bytes.Equal(b, want) {
@@ -63,7 +70,7 @@ func TestRawWriteWaitsForRoomAndKeepsDeadlines(t *testing.T) {
 	stalled, server2 := tcpPair(t)
 	_ = stalled // never reads
 	_ = server2.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
-	if _, err := rawWrite(rawConnOf(server2), want); !errors.Is(err, os.ErrDeadlineExceeded) {
+	if _, err := rawSocket(t, server2).Write(want); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("write to a peer that does not read: %v, want the deadline", err)
 	}
 }
@@ -72,10 +79,10 @@ func TestRawWriteWaitsForRoomAndKeepsDeadlines(t *testing.T) {
 // reports the peer's close as io.EOF.
 func TestRawReadWaitsAndEnds(t *testing.T) {
 	client, server := tcpPair(t)
-	raw := rawConnOf(server)
+	sock := rawSocket(t, server)
 	buf := make([]byte, 64)
 	_ = server.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-	if _, err := rawRead(raw, buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+	if _, err := sock.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read with nothing sent: %v, want the deadline", err)
 	}
 	_ = server.SetReadDeadline(time.Time{})
@@ -84,11 +91,35 @@ func TestRawReadWaitsAndEnds(t *testing.T) {
 		_, _ = client.Write([]byte("mqtt"))
 		client.Close()
 	}()
-	n, err := rawRead(raw, buf)
+	n, err := sock.Read(buf)
 	if err != nil || string(buf[:n]) != "mqtt" {
 		t.Fatalf("read %q, %v", buf[:n], err)
 	}
-	if _, err := rawRead(raw, buf); err != io.EOF {
+	if _, err := sock.Read(buf); err != io.EOF {
 		t.Fatalf("read after the peer closed: %v, want io.EOF", err)
+	}
+}
+
+// A raw read or write allocates nothing: the broker makes one or two of each per message.
+func TestRawIOAllocatesNothing(t *testing.T) {
+	client, server := tcpPair(t)
+	sock := rawSocket(t, server)
+	out, in := []byte("mqtt"), make([]byte, 4)
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := sock.Write(out); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(client, in); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.Write(out); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(sock, in); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%.1f allocations per raw write and read, want 0", allocs)
 	}
 }

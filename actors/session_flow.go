@@ -300,9 +300,18 @@ func (s *Session) complete(ctx actor.Context, o *outMsg) {
 	o.done = true
 	delete(st.inflight, o.id)
 	s.forgetMessage(&o.d)
-	for len(st.order) > 0 && st.order[0].done {
-		st.order[0] = nil
-		st.order = st.order[1:]
+	n := 0
+	for n < len(st.order) && st.order[n].done {
+		st.order[n] = nil
+		n++
+	}
+	switch {
+	case n < len(st.order):
+		st.order = st.order[n:]
+	case cap(st.order) > keptQueueCap:
+		st.order = nil // all done after a burst: an idle session holds little
+	default:
+		st.order = st.order[:0] // all done: the array serves the next messages
 	}
 	s.pump(ctx)
 }
