@@ -49,12 +49,11 @@ func newMailboxGuard(env *Env) *mailboxGuard {
 }
 
 // Mailbox returns the mailbox producer of an actor with middlewares mw: unbounded (the bounds
-// are kept by credits, PROTOACTOR.md), safe to post to before the actor has started, and
-// telling a guard among mw its mailbox.
+// are kept by credits, PROTOACTOR.md; mailbox.go), safe to post to before the actor has
+// started, and telling a guard among mw its mailbox.
 func Mailbox(mw ...actor.MailboxMiddleware) actor.MailboxProducer {
-	unbounded := actor.Unbounded(mw...)
 	return func() actor.Mailbox {
-		mb := &earlyMailbox{Mailbox: unbounded()}
+		mb := &earlyMailbox{Mailbox: newMailbox(mw)}
 		for _, m := range mw {
 			if g, ok := m.(*mailboxGuard); ok {
 				g.mb, mb.guard = mb, g

@@ -1,0 +1,193 @@
+package actors
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// mailbox is the unbounded mailbox of every actor here. It runs as protoactor's default one
+// does (system messages first, a suspended mailbox runs only system messages, the
+// dispatcher's throughput, a panic escalated to the supervisor, the middlewares told of each
+// step), with two differences that matter on the publish path, where each actor wakes for
+// about every message at moderate rates: it gives its dispatcher the same function each time
+// it is scheduled (protoactor's makes a closure each time: an allocation per hop, three per
+// QoS 1 message), and its queues hold no array while empty and small (protoactor's user queue
+// starts at 10 slots and never shrinks, and its system queue allocates a node per message).
+type mailbox struct {
+	user, sys   msgQueue
+	userN, sysN atomic.Int32
+	running     atomic.Bool
+	suspended   atomic.Bool
+	invoker     actor.MessageInvoker
+	dispatcher  actor.Dispatcher
+	middlewares []actor.MailboxMiddleware
+	process     func() // processMessages, bound once
+}
+
+func newMailbox(mw []actor.MailboxMiddleware) *mailbox {
+	m := &mailbox{middlewares: mw}
+	m.process = m.processMessages
+	return m
+}
+
+func (m *mailbox) PostUserMessage(msg any) {
+	// A batch is delivered message by message, then as itself, as protoactor does.
+	batch, ok := msg.(actor.MessageBatch)
+	if env, isEnv := msg.(*actor.MessageEnvelope); !ok && isEnv {
+		batch, ok = env.Message.(actor.MessageBatch)
+	}
+	if ok {
+		for _, each := range batch.GetMessages() {
+			m.PostUserMessage(each)
+		}
+	}
+	for _, mw := range m.middlewares {
+		mw.MessagePosted(msg)
+	}
+	m.user.push(msg)
+	m.userN.Add(1)
+	m.schedule()
+}
+
+func (m *mailbox) PostSystemMessage(msg any) {
+	for _, mw := range m.middlewares {
+		mw.MessagePosted(msg)
+	}
+	m.sys.push(msg)
+	m.sysN.Add(1)
+	m.schedule()
+}
+
+func (m *mailbox) RegisterHandlers(invoker actor.MessageInvoker, dispatcher actor.Dispatcher) {
+	m.invoker, m.dispatcher = invoker, dispatcher
+}
+
+func (m *mailbox) Start() {
+	for _, mw := range m.middlewares {
+		mw.MailboxStarted()
+	}
+}
+
+func (m *mailbox) UserMessageCount() int { return int(m.userN.Load()) }
+
+func (m *mailbox) schedule() {
+	if m.running.CompareAndSwap(false, true) {
+		m.dispatcher.Schedule(m.process)
+	}
+}
+
+func (m *mailbox) processMessages() {
+	for {
+		m.run()
+		m.running.Store(false)
+		// A message posted after run found the queues empty, but before running was cleared,
+		// scheduled nothing: look again.
+		sys, user := m.sysN.Load(), m.userN.Load()
+		if (sys > 0 || !m.suspended.Load() && user > 0) && m.running.CompareAndSwap(false, true) {
+			continue
+		}
+		if user == 0 && !m.suspended.Load() {
+			for _, mw := range m.middlewares {
+				mw.MailboxEmpty()
+			}
+		}
+		return
+	}
+}
+
+func (m *mailbox) run() {
+	var msg any
+	defer func() {
+		if r := recover(); r != nil {
+			m.invoker.EscalateFailure(r, msg)
+		}
+	}()
+	throughput := m.dispatcher.Throughput()
+	for i := 0; ; i++ {
+		if i > throughput {
+			i = 0
+			runtime.Gosched()
+		}
+		if msg = m.sys.pop(); msg != nil {
+			m.sysN.Add(-1)
+			switch msg.(type) {
+			case *actor.SuspendMailbox:
+				m.suspended.Store(true)
+			case *actor.ResumeMailbox:
+				m.suspended.Store(false)
+			default:
+				m.invoker.InvokeSystemMessage(msg)
+			}
+			for _, mw := range m.middlewares {
+				mw.MessageReceived(msg)
+			}
+			continue
+		}
+		if m.suspended.Load() {
+			return // until a ResumeMailbox
+		}
+		if msg = m.user.pop(); msg == nil {
+			return
+		}
+		m.userN.Add(-1)
+		m.invoker.InvokeUserMessage(msg)
+		for _, mw := range m.middlewares {
+			mw.MessageReceived(msg)
+		}
+	}
+}
+
+// msgQueue is a FIFO for many senders and one receiver: a ring that grows by doubling, and
+// gives its array back when it empties after holding more than keptMailboxCap messages, so
+// that an actor idle after a burst holds little.
+type msgQueue struct {
+	mu   sync.Mutex
+	buf  []any // len is a power of two, or 0
+	head int
+	n    int
+}
+
+// keptMailboxCap is the largest array an emptied queue keeps.
+const keptMailboxCap = 16
+
+func (q *msgQueue) push(msg any) {
+	q.mu.Lock()
+	if q.n == len(q.buf) {
+		q.grow()
+	}
+	q.buf[(q.head+q.n)&(len(q.buf)-1)] = msg
+	q.n++
+	q.mu.Unlock()
+}
+
+// pop returns the oldest message, nil when there is none.
+func (q *msgQueue) pop() any {
+	q.mu.Lock()
+	if q.n == 0 {
+		q.mu.Unlock()
+		return nil
+	}
+	msg := q.buf[q.head]
+	q.buf[q.head] = nil
+	q.head = (q.head + 1) & (len(q.buf) - 1)
+	q.n--
+	if q.n == 0 {
+		q.head = 0
+		if len(q.buf) > keptMailboxCap {
+			q.buf = nil
+		}
+	}
+	q.mu.Unlock()
+	return msg
+}
+
+func (q *msgQueue) grow() {
+	next := make([]any, max(4, 2*len(q.buf)))
+	for i := range q.n {
+		next[i] = q.buf[(q.head+i)&(len(q.buf)-1)]
+	}
+	q.buf, q.head = next, 0
+}
