@@ -33,6 +33,9 @@ type mailboxGuard struct {
 	pid *actor.PID    // set when the actor starts
 
 	stopped atomic.Bool // read for every message the actor receives: no lock on that path
+	// posting counts the posts that found the actor not stopped and are still putting their
+	// message in the mailbox: drained waits for them (earlyMailbox.PostUserMessage).
+	posting atomic.Int32
 
 	mu      sync.Mutex
 	retired bool          // no successor will come: leftovers are given back
@@ -83,10 +86,29 @@ type earlyPost struct {
 }
 
 func (m *earlyMailbox) PostUserMessage(msg any) {
-	if g := m.guard; g != nil && g.stopped.Load() {
+	g := m.guard
+	if g == nil {
+		m.post(msg)
+		return
+	}
+	// A post that finds the actor not stopped may still be putting its message in the mailbox
+	// when the actor stops and its mailbox runs empty: were drained closed then, the sender's
+	// next message, a dead letter, could be kept before this one. So drained waits for the
+	// posts under way; one that comes after the stop sees it (posting, then stopped, against
+	// stopped, then posting: one of the two sees the other).
+	g.posting.Add(1)
+	if g.stopped.Load() {
+		g.posting.Add(-1)
 		g.postLate(msg)
 		return
 	}
+	m.post(msg)
+	if g.posting.Add(-1) == 0 && g.stopped.Load() {
+		g.MailboxEmpty() // the mailbox may have run empty while this post was under way
+	}
+}
+
+func (m *earlyMailbox) post(msg any) {
 	if m.started.Load() || !m.hold(msg, false) {
 		m.Mailbox.PostUserMessage(msg)
 	}
@@ -152,8 +174,8 @@ func (g *mailboxGuard) MailboxEmpty() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	// A post that raced with this call (postLate) may have landed meanwhile: the mailbox runs
-	// again for it, and the next empty closes drained.
-	if g.drained != nil && g.mb.UserMessageCount() == 0 && !isClosed(g.drained) {
+	// again for it, and the next empty closes drained. One still under way calls again.
+	if g.drained != nil && g.posting.Load() == 0 && g.mb.UserMessageCount() == 0 && !isClosed(g.drained) {
 		close(g.drained)
 	}
 }
