@@ -54,6 +54,7 @@ type sessionState struct {
 	subs     map[string]*subscription // by the filter as the client wrote it
 	inflight map[uint16]*outMsg
 	order    []*outMsg // inflight in send order, for redelivery in order [MQTT-4.6.0-1]
+	spare    []*outMsg // completed and off order, for the next messages (at most keptQueueCap)
 	queue    deliveryQueue
 	parked   []Deliver // QoS 1/2 arrived while the queue was full: they hold their publishers' credits
 	progress time.Time // when the client last completed a message, or messages began to wait for it (watchStall)
@@ -99,6 +100,28 @@ type outMsg struct {
 	id     uint16
 	pubrel bool // QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP
 	done   bool
+}
+
+// outMsgFor returns an outMsg for d sent under id: a spare one if the session has one, so
+// that a client that gets a message at a time costs no allocation for each.
+func (st *sessionState) outMsgFor(d Deliver, id uint16) *outMsg {
+	n := len(st.spare)
+	if n == 0 {
+		return &outMsg{d: d, id: id}
+	}
+	o := st.spare[n-1]
+	st.spare[n-1] = nil
+	st.spare = st.spare[:n-1]
+	*o = outMsg{d: d, id: id}
+	return o
+}
+
+// retire keeps o, completed and taken off order and inflight, as a spare.
+func (st *sessionState) retire(o *outMsg) {
+	if len(st.spare) < keptQueueCap {
+		*o = outMsg{} // keeps no message alive
+		st.spare = append(st.spare, o)
+	}
 }
 
 // sessionProps returns the props of the session actor of clientID: a new session, one that

@@ -178,15 +178,15 @@ func (s *Session) pump(ctx actor.Context) {
 			st.queue.pushFront(d)
 			return
 		}
-		o := &outMsg{d: d, id: d.id}
-		if o.id == 0 {
-			o.id = s.nextPacketID()
+		id := d.id
+		if id == 0 {
+			id = s.nextPacketID()
 		}
-		if o.id == 0 {
+		if id == 0 {
 			st.queue.pushFront(d) // every id is in flight or reserved: on when one completes
 			return
 		}
-		switch s.send(d, o.id, d.maybeSent) {
+		switch s.send(d, id, d.maybeSent) {
 		case writerFull:
 			st.queue.pushFront(d) // kept for a retry
 			s.retryLater(ctx)
@@ -196,6 +196,7 @@ func (s *Session) pump(ctx actor.Context) {
 			s.forgetMessage(&d)
 			continue // expired or too large: as if its delivery had completed [MQTT-3.1.2-25]
 		}
+		o := st.outMsgFor(d, id)
 		s.addInflight(o)
 		if d.id != 0 {
 			// Its record holds the id it went out under: a restarted session sends it under
@@ -302,6 +303,7 @@ func (s *Session) complete(ctx actor.Context, o *outMsg) {
 	s.forgetMessage(&o.d)
 	n := 0
 	for n < len(st.order) && st.order[n].done {
+		st.retire(st.order[n])
 		st.order[n] = nil
 		n++
 	}
