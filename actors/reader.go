@@ -44,6 +44,7 @@ type reader struct {
 	poll      *poller
 	pollID    uint64 // registration in the poller, 0 before the first park
 	pollFirst bool   // the next arm adds the socket to the epoll set
+	serveFn   func() // serve, bound once: "go r.serve()" would allocate a closure at every wake
 	state     atomic.Int32
 	deadline  atomic.Int64 // keep-alive deadline while parked (unix ns)
 	idle      *time.Timer  // fires at deadline while parked; made at the first park
@@ -246,6 +247,7 @@ func (r *reader) park() bool {
 			r.stopParking()
 			return false
 		}
+		r.serveFn = r.serve
 	}
 	idle := r.idle // nil: no keep alive
 	if t := r.src.timeout; t > 0 {
@@ -298,7 +300,7 @@ func (r *reader) stopParking() {
 // wake is the poller's: the socket is readable (or closed by the peer).
 func (r *reader) wake() {
 	if r.state.CompareAndSwap(readerParked, readerRunning) {
-		go r.serve()
+		go r.serveFn()
 	}
 }
 
