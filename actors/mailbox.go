@@ -16,6 +16,7 @@ import (
 // it is scheduled (protoactor's makes a closure each time: an allocation per hop, three per
 // QoS 1 message), and its queues hold no array while empty and small (protoactor's user queue
 // starts at 10 slots and never shrinks, and its system queue allocates a node per message).
+// And a user message is counted out of UserMessageCount once handed out, not before.
 type mailbox struct {
 	user, sys   msgQueue
 	userN, sysN atomic.Int32
@@ -71,6 +72,7 @@ func (m *mailbox) Start() {
 	}
 }
 
+// UserMessageCount is the user messages posted and not yet handed out.
 func (m *mailbox) UserMessageCount() int { return int(m.userN.Load()) }
 
 func (m *mailbox) schedule() {
@@ -100,8 +102,12 @@ func (m *mailbox) processMessages() {
 
 func (m *mailbox) run() {
 	var msg any
+	handing := false // a user message is popped and not yet counted out
 	defer func() {
 		if r := recover(); r != nil {
+			if handing {
+				m.userN.Add(-1) // lost with its failure, as protoactor loses it
+			}
 			m.invoker.EscalateFailure(r, msg)
 		}
 	}()
@@ -132,11 +138,16 @@ func (m *mailbox) run() {
 		if msg = m.user.pop(); msg == nil {
 			return
 		}
-		m.userN.Add(-1)
+		handing = true
 		m.invoker.InvokeUserMessage(msg)
 		for _, mw := range m.middlewares {
 			mw.MessageReceived(msg)
 		}
+		// Counted out only now (protoactor counts it out before it is handed out): the
+		// guard of a stopped actor takes the mailbox for drained at a count of 0, and a
+		// message kept by MessageReceived must be kept by then (leftover.go).
+		m.userN.Add(-1)
+		handing = false
 	}
 }
 
