@@ -354,7 +354,11 @@ func (e *Env) deadLetter(to *actor.PID, m any) {
 		}
 		g := v.(*mailboxGuard) // registered: its actor is stopping or gone
 		<-g.drained            // what the mailbox held first: per sender, order is kept
-		if _, alive := e.System.ProcessRegistry.GetLocal(to.Id); alive || g.heirPID() == nil {
+		// The heir is read before the name: a successor registers its name before it takes
+		// over, so one that does in between is found alive, not taken for gone (read the other
+		// way round, the message was given back: lost).
+		heir := g.heirPID()
+		if _, alive := e.System.ProcessRegistry.GetLocal(to.Id); alive || heir == nil {
 			// Kept for the successor, or passed on to it if it came after the message
 			// missed the name.
 			g.keep(m)
