@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/actormq/actormq/internal/brokertest"
 	"github.com/actormq/actormq/store"
 )
@@ -192,6 +194,21 @@ func TestSIGTERMExitsZero(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "actormq stopped") {
 		t.Errorf("no 'actormq stopped' line:\n%s", stderr.String())
+	}
+}
+
+// A second signal while the graceful stop still runs ends the process at once, with a non-zero
+// exit; a stop that finishes first exits 0.
+func TestSecondSignalDuringShutdownExits(t *testing.T) {
+	hang := make(chan struct{})
+	defer close(hang)
+	again := make(chan os.Signal, 1)
+	again <- syscall.SIGINT
+	if code := finish(func() error { <-hang; return nil }, again, zap.NewNop()); code != 1 {
+		t.Errorf("exit code %d after a second signal, want 1", code)
+	}
+	if code := finish(func() error { return nil }, make(chan os.Signal), zap.NewNop()); code != 0 {
+		t.Errorf("exit code %d after a finished stop, want 0", code)
 	}
 }
 

@@ -42,11 +42,31 @@ wait:
 		}
 	}
 	log.Info("shutting down")
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(again)
 	stopCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	if err := b.Stop(stopCtx); err != nil {
-		log.Warn("shutdown was not clean", zap.Error(err))
+	return finish(func() error { return b.Stop(stopCtx) }, again, log)
+}
+
+// finish runs the graceful stop and returns the exit code, unless a second SIGINT or SIGTERM
+// comes first: an operator who presses Ctrl-C again does not want to wait for a stop that is
+// taking its time (clients slow to take their DISCONNECT, a store finishing its writes). What
+// the broker acknowledged is written already, so the store recovers from that exit as from a
+// crash.
+func finish(stop func() error, again <-chan os.Signal, log *zap.Logger) int {
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			log.Warn("shutdown was not clean", zap.Error(err))
+		}
+		log.Info("actormq stopped")
+		return 0
+	case sig := <-again:
+		log.Warn("a second signal during shutdown: exiting without waiting for it to finish", zap.String("signal", sig.String()))
+		return 1
 	}
-	log.Info("actormq stopped")
-	return 0
 }
