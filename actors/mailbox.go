@@ -34,17 +34,9 @@ func newMailbox(mw []actor.MailboxMiddleware) *mailbox {
 	return m
 }
 
+// PostUserMessage queues msg. Unlike protoactor's mailbox it does not also deliver the
+// messages of an actor.MessageBatch one by one: the broker sends none.
 func (m *mailbox) PostUserMessage(msg any) {
-	// A batch is delivered message by message, then as itself, as protoactor does.
-	batch, ok := msg.(actor.MessageBatch)
-	if env, isEnv := msg.(*actor.MessageEnvelope); !ok && isEnv {
-		batch, ok = env.Message.(actor.MessageBatch)
-	}
-	if ok {
-		for _, each := range batch.GetMessages() {
-			m.PostUserMessage(each)
-		}
-	}
 	for _, mw := range m.middlewares {
 		mw.MessagePosted(msg)
 	}
