@@ -104,7 +104,7 @@ func (m *earlyMailbox) PostUserMessage(msg any) {
 	}
 	m.post(msg)
 	if g.posting.Add(-1) == 0 && g.stopped.Load() {
-		g.MailboxEmpty() // the mailbox may have run empty while this post was under way
+		g.closeIfDrained() // the mailbox may have run empty while this post was under way
 	}
 }
 
@@ -168,13 +168,18 @@ func (g *mailboxGuard) MessageReceived(m any) {
 }
 
 func (g *mailboxGuard) MailboxEmpty() {
-	if !g.stopped.Load() {
-		return
+	if g.stopped.Load() {
+		g.closeIfDrained()
 	}
+}
+
+// closeIfDrained closes drained once the stopped actor's mailbox has handed out everything
+// and no post is still on its way in. A post that raced with it (postLate) lands under mu: the
+// mailbox runs again for it, and the next empty closes drained; one still under way calls
+// again when it is done.
+func (g *mailboxGuard) closeIfDrained() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	// A post that raced with this call (postLate) may have landed meanwhile: the mailbox runs
-	// again for it, and the next empty closes drained. One still under way calls again.
 	if g.drained != nil && g.posting.Load() == 0 && g.mb.UserMessageCount() == 0 && !isClosed(g.drained) {
 		close(g.drained)
 	}

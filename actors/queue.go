@@ -96,8 +96,8 @@ func (q *deliveryQueue) remove(drop func(*Deliver) bool) {
 
 func (q *deliveryQueue) clear() { q.buf, q.head = nil, 0 }
 
-// keptQueueCap is the most messages the buffer of a drained queue (or of a session's inflight
-// order) keeps room for.
+// keptQueueCap is the most messages the buffer of a drained queue keeps room for; a session's
+// inflight order and its spare inflight entries are held to it too.
 const keptQueueCap = 4
 
 // drained resets an emptied queue, whose taken places are already cleared.
