@@ -273,17 +273,9 @@ func TestLoadSmoke(t *testing.T) {
 	}
 	next := make([]int, pubs)
 	for got := 0; got < pubs*each; got++ {
-		p, err := sub.ReadErr(10 * time.Second)
-		if err != nil {
-			t.Fatalf("after %d messages: %v", got, err)
-		}
-		m, ok := p.(*codec.Publish)
-		if !ok {
-			t.Fatalf("unexpected %T", p)
-		}
+		m, seq := readNumbered(t, sub, got)
 		var who int
 		fmt.Sscanf(m.Topic, "load/%d", &who)
-		seq := int(binary.BigEndian.Uint32(m.Payload))
 		if seq != next[who] {
 			t.Fatalf("publisher %d: got message %d, want %d (order per topic [MQTT-4.6.0-6])", who, seq, next[who])
 		}
@@ -374,19 +366,12 @@ func TestLimitPacketIDsRunOut(t *testing.T) {
 	published := make(chan error, 1)
 	go func() { published <- publishNumbered(t, b.TCP311, "ids", total, chunk) }()
 
-	next := uint32(0) // the number the next PUBLISH carries: one publisher, so in order [MQTT-4.6.0-6]
+	next := 0 // the number the next PUBLISH carries: one publisher, so in order [MQTT-4.6.0-6]
 	read := func() *codec.Publish {
 		t.Helper()
-		p, err := sub.ReadErr(10 * time.Second)
-		if err != nil {
-			t.Fatalf("after %d messages: %v", next, err)
-		}
-		m, ok := p.(*codec.Publish)
-		if !ok {
-			t.Fatalf("got %T, want PUBLISH", p)
-		}
-		if got := binary.BigEndian.Uint32(m.Payload); got != next {
-			t.Fatalf("got message %d, want %d", got, next)
+		m, seq := readNumbered(t, sub, next)
+		if seq != next {
+			t.Fatalf("got message %d, want %d", seq, next)
 		}
 		next++
 		return m
@@ -411,6 +396,21 @@ func TestLimitPacketIDsRunOut(t *testing.T) {
 	if err := <-published; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// readNumbered reads the next PUBLISH from c, one of publishNumbered's, and returns it with its
+// number; got is how many came before it, for the failure message.
+func readNumbered(t *testing.T, c *rawClient, got int) (*codec.Publish, int) {
+	t.Helper()
+	p, err := c.ReadErr(10 * time.Second)
+	if err != nil {
+		t.Fatalf("after %d messages: %v", got, err)
+	}
+	m, ok := p.(*codec.Publish)
+	if !ok {
+		t.Fatalf("got %T, want PUBLISH", p)
+	}
+	return m, int(binary.BigEndian.Uint32(m.Payload))
 }
 
 // publishNumbered publishes total QoS 1 messages to topic from a 3.1.1 client, each payload the
