@@ -148,6 +148,16 @@ func (p *Properties) decode(b []byte, ctx uint8) error {
 	return nil
 }
 
+// decodingExt returns the variable-length properties to decode into. decode
+// fills an empty Properties, whose ext nothing else shares yet, so one is
+// made at the first such property and written in place after that.
+func (p *Properties) decodingExt() *propsExt {
+	if p.ext == nil {
+		p.ext = new(propsExt)
+	}
+	return p.ext
+}
+
 // decodeValue reads and range-checks the value of property id.
 func (p *Properties) decodeValue(c *cursor, id PropertyID) error {
 	var err error
@@ -217,22 +227,22 @@ func (p *Properties) decodeValue(c *cursor, id PropertyID) error {
 		}
 		switch id {
 		case PropContentType:
-			p.contentType = s
+			p.decodingExt().contentType = s
 		case PropResponseTopic:
 			if strings.ContainsAny(s, "+#") {
 				return protocolError("Response Topic contains a wildcard [MQTT-3.3.2-14]")
 			}
-			p.responseTopic = s
+			p.decodingExt().responseTopic = s
 		case PropAssignedClientIdentifier:
-			p.assignedClientID = s
+			p.decodingExt().assignedClientID = s
 		case PropAuthenticationMethod:
-			p.authMethod = s
+			p.decodingExt().authMethod = s
 		case PropResponseInformation:
-			p.responseInfo = s
+			p.decodingExt().responseInfo = s
 		case PropServerReference:
-			p.serverReference = s
+			p.decodingExt().serverReference = s
 		case PropReasonString:
-			p.reasonString = s
+			p.decodingExt().reasonString = s
 		}
 	case kindBinary:
 		var v []byte
@@ -240,9 +250,9 @@ func (p *Properties) decodeValue(c *cursor, id PropertyID) error {
 			return err
 		}
 		if id == PropCorrelationData {
-			p.correlationData = v
+			p.decodingExt().correlationData = v
 		} else {
-			p.authData = v
+			p.decodingExt().authData = v
 		}
 	case kindPair: // collected in a second pass
 		if _, err = c.str(); err != nil {
@@ -280,8 +290,10 @@ func (p *Properties) setByte(id PropertyID, v byte) {
 // from an already validated block, so that each list is one allocation of
 // exactly the right size.
 func (p *Properties) collectLists(b []byte, nUser, nSub int) {
+	var e *propsExt
 	if nUser > 0 {
-		p.user = make([]UserProperty, 0, nUser)
+		e = p.decodingExt()
+		e.user = make([]UserProperty, 0, nUser)
 	}
 	if nSub > 0 {
 		p.subIDs = make([]uint32, 0, nSub)
@@ -305,7 +317,7 @@ func (p *Properties) collectLists(b []byte, nUser, nSub int) {
 		case kindPair:
 			k, _ := c.prefixed()
 			v, _ := c.prefixed()
-			p.user = append(p.user, UserProperty{Key: view(k), Value: view(v)})
+			e.user = append(e.user, UserProperty{Key: view(k), Value: view(v)})
 		}
 	}
 }
@@ -362,16 +374,16 @@ func (p *Properties) size(ctx uint8) (int, error) {
 			}
 			n += 3 + len(s)
 		case kindBinary:
-			b := p.correlationData
+			b := p.x().correlationData
 			if id == PropAuthenticationData {
-				b = p.authData
+				b = p.x().authData
 			}
 			if len(b) > maxField {
 				return 0, fieldTooLong(id.String(), len(b))
 			}
 			n += 3 + len(b)
 		case kindPair:
-			for _, u := range p.user {
+			for _, u := range p.x().user {
 				if len(u.Key) > maxField || len(u.Value) > maxField {
 					return 0, fieldTooLong("User Property", max(len(u.Key), len(u.Value)))
 				}
@@ -389,21 +401,22 @@ func (p *Properties) size(ctx uint8) (int, error) {
 }
 
 func (p *Properties) stringValue(id PropertyID) string {
+	e := p.x()
 	switch id {
 	case PropContentType:
-		return p.contentType
+		return e.contentType
 	case PropResponseTopic:
-		return p.responseTopic
+		return e.responseTopic
 	case PropAssignedClientIdentifier:
-		return p.assignedClientID
+		return e.assignedClientID
 	case PropAuthenticationMethod:
-		return p.authMethod
+		return e.authMethod
 	case PropResponseInformation:
-		return p.responseInfo
+		return e.responseInfo
 	case PropServerReference:
-		return p.serverReference
+		return e.serverReference
 	}
-	return p.reasonString
+	return e.reasonString
 }
 
 func boolByte(b bool) byte {
@@ -455,11 +468,11 @@ func (p *Properties) appendTo(dst []byte) []byte {
 				dst = appendVarint(append(dst, byte(id)), int(v))
 			}
 		case PropCorrelationData:
-			dst = appendBinary(append(dst, byte(id)), p.correlationData)
+			dst = appendBinary(append(dst, byte(id)), p.x().correlationData)
 		case PropAuthenticationData:
-			dst = appendBinary(append(dst, byte(id)), p.authData)
+			dst = appendBinary(append(dst, byte(id)), p.x().authData)
 		case PropUserProperty:
-			for _, u := range p.user {
+			for _, u := range p.x().user {
 				dst = appendString(appendString(append(dst, byte(id)), u.Key), u.Value)
 			}
 		default:

@@ -77,6 +77,18 @@ type Properties struct {
 	willDelay         uint32
 	maximumPacketSize uint32
 
+	subIDs []uint32 // set per delivery on a writer's copy, so kept inline
+
+	// ext holds the variable-length properties, nil when none is present.
+	// A PUBLISH rarely carries any: out of line, they make every decoded
+	// publish 176 bytes smaller (304 → 128), about a third of the bytes a
+	// QoS 1 message allocates. Copies of a Properties share ext, so it is
+	// never written in place: setters copy it first (copy-on-write).
+	ext *propsExt
+}
+
+// propsExt holds the properties of a Properties that are strings or bytes.
+type propsExt struct {
 	contentType      string
 	responseTopic    string
 	assignedClientID string
@@ -87,9 +99,44 @@ type Properties struct {
 
 	correlationData []byte
 	authData        []byte
-	subIDs          []uint32
 	user            []UserProperty
 }
+
+// noExt is what getters read when no variable-length property is present;
+// nothing writes to it.
+var noExt propsExt
+
+// x returns the variable-length properties for reading.
+func (p *Properties) x() *propsExt {
+	if p.ext == nil {
+		return &noExt
+	}
+	return p.ext
+}
+
+// own returns the variable-length properties for writing: a copy of the
+// current ones, since other copies of p may share them.
+func (p *Properties) own() *propsExt {
+	e := new(propsExt)
+	if p.ext != nil {
+		*e = *p.ext
+	}
+	p.ext = e
+	return e
+}
+
+// dropExtIfEmpty forgets ext once no variable-length property is left, so
+// that equal property sets compare equal.
+func (p *Properties) dropExtIfEmpty() {
+	if p.present&extMask == 0 {
+		p.ext = nil
+	}
+}
+
+// extMask has the bits of the properties kept in propsExt.
+const extMask = 1<<PropContentType | 1<<PropResponseTopic | 1<<PropAssignedClientIdentifier |
+	1<<PropAuthenticationMethod | 1<<PropResponseInformation | 1<<PropServerReference |
+	1<<PropReasonString | 1<<PropCorrelationData | 1<<PropAuthenticationData | 1<<PropUserProperty
 
 // Has reports whether property id is present.
 func (p *Properties) Has(id PropertyID) bool { return id < 64 && p.present&(1<<id) != 0 }
@@ -111,23 +158,29 @@ func (p *Properties) Remove(id PropertyID) {
 	case PropMessageExpiryInterval:
 		p.messageExpiry = 0
 	case PropContentType:
-		p.contentType = ""
+		p.own().contentType = ""
+		p.dropExtIfEmpty()
 	case PropResponseTopic:
-		p.responseTopic = ""
+		p.own().responseTopic = ""
+		p.dropExtIfEmpty()
 	case PropCorrelationData:
-		p.correlationData = nil
+		p.own().correlationData = nil
+		p.dropExtIfEmpty()
 	case PropSubscriptionIdentifier:
 		p.subIDs = nil
 	case PropSessionExpiryInterval:
 		p.sessionExpiry = 0
 	case PropAssignedClientIdentifier:
-		p.assignedClientID = ""
+		p.own().assignedClientID = ""
+		p.dropExtIfEmpty()
 	case PropServerKeepAlive:
 		p.serverKeepAlive = 0
 	case PropAuthenticationMethod:
-		p.authMethod = ""
+		p.own().authMethod = ""
+		p.dropExtIfEmpty()
 	case PropAuthenticationData:
-		p.authData = nil
+		p.own().authData = nil
+		p.dropExtIfEmpty()
 	case PropRequestProblemInformation:
 		p.requestProblem = false
 	case PropWillDelayInterval:
@@ -135,11 +188,14 @@ func (p *Properties) Remove(id PropertyID) {
 	case PropRequestResponseInformation:
 		p.requestResponse = false
 	case PropResponseInformation:
-		p.responseInfo = ""
+		p.own().responseInfo = ""
+		p.dropExtIfEmpty()
 	case PropServerReference:
-		p.serverReference = ""
+		p.own().serverReference = ""
+		p.dropExtIfEmpty()
 	case PropReasonString:
-		p.reasonString = ""
+		p.own().reasonString = ""
+		p.dropExtIfEmpty()
 	case PropReceiveMaximum:
 		p.receiveMaximum = 0
 	case PropTopicAliasMaximum:
@@ -151,7 +207,8 @@ func (p *Properties) Remove(id PropertyID) {
 	case PropRetainAvailable:
 		p.retainAvailable = false
 	case PropUserProperty:
-		p.user = nil
+		p.own().user = nil
+		p.dropExtIfEmpty()
 	case PropMaximumPacketSize:
 		p.maximumPacketSize = 0
 	case PropWildcardSubscriptionAvailable:
@@ -189,34 +246,34 @@ func (p *Properties) SetMessageExpiryInterval(v uint32) {
 
 // ContentType describes the payload, e.g. a MIME type.
 func (p *Properties) ContentType() (string, bool) {
-	return p.contentType, p.Has(PropContentType)
+	return p.x().contentType, p.Has(PropContentType)
 }
 
 // SetContentType sets the Content Type.
 func (p *Properties) SetContentType(v string) {
-	p.contentType = v
+	p.own().contentType = v
 	p.set(PropContentType)
 }
 
 // ResponseTopic is the topic name for a response message.
 func (p *Properties) ResponseTopic() (string, bool) {
-	return p.responseTopic, p.Has(PropResponseTopic)
+	return p.x().responseTopic, p.Has(PropResponseTopic)
 }
 
 // SetResponseTopic sets the Response Topic.
 func (p *Properties) SetResponseTopic(v string) {
-	p.responseTopic = v
+	p.own().responseTopic = v
 	p.set(PropResponseTopic)
 }
 
 // CorrelationData links a response to its request.
 func (p *Properties) CorrelationData() ([]byte, bool) {
-	return p.correlationData, p.Has(PropCorrelationData)
+	return p.x().correlationData, p.Has(PropCorrelationData)
 }
 
 // SetCorrelationData sets the Correlation Data; empty data is stored as nil.
 func (p *Properties) SetCorrelationData(v []byte) {
-	p.correlationData = nilIfEmpty(v)
+	p.own().correlationData = nilIfEmpty(v)
 	p.set(PropCorrelationData)
 }
 
@@ -266,12 +323,12 @@ func (p *Properties) SetSessionExpiryInterval(v uint32) {
 
 // AssignedClientIdentifier is the client identifier a server assigned.
 func (p *Properties) AssignedClientIdentifier() (string, bool) {
-	return p.assignedClientID, p.Has(PropAssignedClientIdentifier)
+	return p.x().assignedClientID, p.Has(PropAssignedClientIdentifier)
 }
 
 // SetAssignedClientIdentifier sets the Assigned Client Identifier.
 func (p *Properties) SetAssignedClientIdentifier(v string) {
-	p.assignedClientID = v
+	p.own().assignedClientID = v
 	p.set(PropAssignedClientIdentifier)
 }
 
@@ -288,24 +345,24 @@ func (p *Properties) SetServerKeepAlive(v uint16) {
 
 // AuthenticationMethod names the extended authentication method.
 func (p *Properties) AuthenticationMethod() (string, bool) {
-	return p.authMethod, p.Has(PropAuthenticationMethod)
+	return p.x().authMethod, p.Has(PropAuthenticationMethod)
 }
 
 // SetAuthenticationMethod sets the Authentication Method.
 func (p *Properties) SetAuthenticationMethod(v string) {
-	p.authMethod = v
+	p.own().authMethod = v
 	p.set(PropAuthenticationMethod)
 }
 
 // AuthenticationData is the data of the authentication method.
 func (p *Properties) AuthenticationData() ([]byte, bool) {
-	return p.authData, p.Has(PropAuthenticationData)
+	return p.x().authData, p.Has(PropAuthenticationData)
 }
 
 // SetAuthenticationData sets the Authentication Data; empty data is stored
 // as nil.
 func (p *Properties) SetAuthenticationData(v []byte) {
-	p.authData = nilIfEmpty(v)
+	p.own().authData = nilIfEmpty(v)
 	p.set(PropAuthenticationData)
 }
 
@@ -346,34 +403,34 @@ func (p *Properties) SetRequestResponseInformation(v bool) {
 
 // ResponseInformation is the basis for response topics the server offers.
 func (p *Properties) ResponseInformation() (string, bool) {
-	return p.responseInfo, p.Has(PropResponseInformation)
+	return p.x().responseInfo, p.Has(PropResponseInformation)
 }
 
 // SetResponseInformation sets the Response Information.
 func (p *Properties) SetResponseInformation(v string) {
-	p.responseInfo = v
+	p.own().responseInfo = v
 	p.set(PropResponseInformation)
 }
 
 // ServerReference names another server to use.
 func (p *Properties) ServerReference() (string, bool) {
-	return p.serverReference, p.Has(PropServerReference)
+	return p.x().serverReference, p.Has(PropServerReference)
 }
 
 // SetServerReference sets the Server Reference.
 func (p *Properties) SetServerReference(v string) {
-	p.serverReference = v
+	p.own().serverReference = v
 	p.set(PropServerReference)
 }
 
 // ReasonString is a human readable diagnostic.
 func (p *Properties) ReasonString() (string, bool) {
-	return p.reasonString, p.Has(PropReasonString)
+	return p.x().reasonString, p.Has(PropReasonString)
 }
 
 // SetReasonString sets the Reason String.
 func (p *Properties) SetReasonString(v string) {
-	p.reasonString = v
+	p.own().reasonString = v
 	p.set(PropReasonString)
 }
 
@@ -434,17 +491,18 @@ func (p *Properties) SetRetainAvailable(v bool) {
 }
 
 // UserProperties returns the User Properties in wire order.
-func (p *Properties) UserProperties() []UserProperty { return p.user }
+func (p *Properties) UserProperties() []UserProperty { return p.x().user }
 
 // AddUserProperty appends a User Property. It copies the list first, so it
 // never writes into a slice shared with another copy of the packet; to set
 // many at once use SetUserProperties.
 func (p *Properties) AddUserProperty(key, value string) {
-	n := len(p.user)
+	e := p.own()
+	n := len(e.user)
 	user := make([]UserProperty, n+1)
-	copy(user, p.user)
+	copy(user, e.user)
 	user[n] = UserProperty{Key: key, Value: value}
-	p.user = user
+	e.user = user
 	p.set(PropUserProperty)
 }
 
@@ -455,7 +513,7 @@ func (p *Properties) SetUserProperties(list []UserProperty) {
 		p.Remove(PropUserProperty)
 		return
 	}
-	p.user = list
+	p.own().user = list
 	p.set(PropUserProperty)
 }
 

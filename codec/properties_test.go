@@ -1,10 +1,14 @@
 package codec
 
 import (
+	"bufio"
+	"bytes"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // TestPropertyAccessors sets every property through its setter and reads it
@@ -133,5 +137,68 @@ func TestDecodedSlicesCapped(t *testing.T) {
 		if cap(b) != len(b) {
 			t.Errorf("%s: cap %d > len %d", name, cap(b), len(b))
 		}
+	}
+}
+
+// TestVariableLengthPropertiesCopiedOnWrite: the strings, bytes and user
+// properties live out of line and are shared by copies of a Properties, so a
+// setter on one copy must leave every other copy as it was.
+func TestVariableLengthPropertiesCopiedOnWrite(t *testing.T) {
+	raw := pkt(0x30, str("t"), props(by(0x03), str("text/plain"), by(0x08), str("reply"), by(0x26), str("k"), str("v")))
+	p, _, err := Decode(raw, V5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := p.(*Publish)
+	cp := *orig
+	cp.Properties.SetContentType("application/json")
+	cp.Properties.Remove(PropResponseTopic)
+	cp.Properties.SetCorrelationData([]byte("c"))
+	cp.Properties.SetUserProperties([]UserProperty{{"a", "b"}})
+	if ct, _ := orig.Properties.ContentType(); ct != "text/plain" {
+		t.Errorf("original content type changed to %q", ct)
+	}
+	if rt, ok := orig.Properties.ResponseTopic(); !ok || rt != "reply" {
+		t.Errorf("original response topic is %q, %v", rt, ok)
+	}
+	if _, ok := orig.Properties.CorrelationData(); ok {
+		t.Error("original got the copy's correlation data")
+	}
+	if got := orig.Properties.UserProperties(); !slices.Equal(got, []UserProperty{{"k", "v"}}) {
+		t.Errorf("original user properties changed to %v", got)
+	}
+	if ct, _ := cp.Properties.ContentType(); ct != "application/json" {
+		t.Errorf("copy content type %q", ct)
+	}
+}
+
+// TestDecodedPublishIsSmall holds down what decoding a PUBLISH allocates:
+// its body and the packet, whose properties keep the rarely present
+// variable-length ones out of line. At 5,000 messages/s every byte here is
+// garbage collected work (docs/BENCHMARKS.md, "the tail at 5,000/s").
+func TestDecodedPublishIsSmall(t *testing.T) {
+	if size := unsafe.Sizeof(Publish{}); size > 128 {
+		t.Errorf("a Publish is %d bytes, want at most 128", size)
+	}
+	raw := pkt(0x32, str("sensors/1/temp"), u16b(7), bytes.Repeat([]byte{'x'}, 64))
+	src := bytes.NewReader(raw)
+	br := bufio.NewReader(src)
+	r := NewReader(br, 0)
+	r.SetVersion(V311)
+	read := func() {
+		src.Reset(raw)
+		br.Reset(src)
+		if _, err := r.ReadPacket(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 100 {
+		read()
+	}
+	runtime.ReadMemStats(&after)
+	if perRead := (after.TotalAlloc - before.TotalAlloc) / 100; perRead > 256 {
+		t.Errorf("decoding a 64-byte QoS 1 PUBLISH allocated %d bytes, want at most 256", perRead)
 	}
 }
