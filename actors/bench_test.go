@@ -33,6 +33,7 @@ func (c *benchCtx) Send(_ *actor.PID, m any) {
 	c.sent++
 	if d, ok := m.(*Deliver); ok {
 		d.flow.release()
+		d.recycle() // as a session does once it has taken it
 	}
 }
 
@@ -104,8 +105,8 @@ func BenchmarkShardRoute(b *testing.B) {
 }
 
 // BenchmarkShardActor runs a real actor system: one shard actor and N sink actors standing in
-// for sessions (they count deliveries and release the route, as a session does once the message
-// is in its window). The publisher takes a credit from a window of 256 before each route, as a
+// for sessions (they count deliveries, release the route and recycle the Deliver, as a session
+// does once the message is in its window). The publisher takes a credit from a window of 256 before each route, as a
 // reader does, so the mailboxes stay bounded. ns/op is per routed publish, all its deliveries
 // taken by the sinks; allocations include protoactor's mailbox and envelope costs.
 func BenchmarkShardActor(b *testing.B) {
@@ -123,6 +124,7 @@ func BenchmarkShardActor(b *testing.B) {
 				pid := sys.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
 					if d, ok := ctx.Message().(*Deliver); ok {
 						d.flow.release()
+						d.recycle()
 						got.Add(1)
 					}
 				}))

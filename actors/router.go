@@ -178,7 +178,8 @@ func (s *Shard) add(e *subEntry, pub *codec.Publish) {
 	retain := pub.Retain && e.opts.RetainAsPublished
 	d := s.merge[e.ref]
 	if d == nil {
-		d = &Deliver{Pub: pub, QoS: qos, Retain: retain}
+		d = newDeliver()
+		d.Pub, d.QoS, d.Retain = pub, qos, retain
 		s.merge[e.ref] = d
 	} else {
 		d.QoS = max(d.QoS, qos)

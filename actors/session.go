@@ -150,7 +150,9 @@ func (s *Session) handle(ctx actor.Context, msg any) {
 	st := s.st
 	switch m := msg.(type) {
 	case *Deliver:
-		s.take(ctx, *m)
+		d := *m
+		m.recycle() // only the shard that sent it and this session ever held it
+		s.take(ctx, d)
 		s.pump(ctx)
 	case *subscribed:
 		s.subscribed(ctx, m)
