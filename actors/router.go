@@ -193,11 +193,11 @@ func (s *Shard) route(ctx actor.Context, m *route) {
 		p := s.posts[posted]
 		ctx.Send(p.ref.pid, p.d)
 	}
-	s.clearMerge()
 	if ce := s.env.Log.Check(zap.DebugLevel, "routed"); ce != nil {
 		ce.Write(zap.String("topic", pub.Topic), zap.Uint8("qos", pub.QoS), zap.Bool("retain", pub.Retain),
 			zap.String("from", m.from), zap.Int("sessions", matched), zap.Int("shard", s.index))
 	}
+	s.clearMerge() // last: a failure before it finds posts as the route left them
 }
 
 // clearMerge empties merge and posts for the next publish, keeping posts' array.

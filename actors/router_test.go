@@ -2,10 +2,13 @@ package actors
 
 import (
 	"fmt"
+	"io"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/actormq/actormq/codec"
 )
@@ -67,5 +70,50 @@ func TestShardFailingToPostGivesTheRestBack(t *testing.T) {
 	}
 	if n := len(s.merge) + len(s.posts); n != 0 {
 		t.Errorf("the shard kept %d deliveries of the failed publish", n)
+	}
+}
+
+// TestShardFailingAfterPostingKeepsNoShare: a failure after every delivery is posted (here the
+// debug log of the route) goes on to the supervisor as it was, gives back the shard's share,
+// and gives back no delivery the sessions hold already.
+func TestShardFailingAfterPostingKeepsNoShare(t *testing.T) {
+	env := benchEnv()
+	env.Log = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zap.DebugLevel),
+		zap.Hooks(func(e zapcore.Entry) error {
+			if e.Message == "routed" {
+				panic("log failed")
+			}
+			return nil
+		}))
+	s := &Shard{env: env, guard: newMailboxGuard(env), ShardState: NewShardState()}
+	ctx := &benchCtx{} // takes each delivery in and gives up its share, as a clean session does
+	for i := range 2 {
+		ref := &sessionRef{pid: actor.NewPID("local", fmt.Sprint("session/", i)), clientID: fmt.Sprint("sub-", i)}
+		ctx.msg = &shardSubscribe{ref: ref, filter: "t", opts: codec.Subscription{QoS: 1}}
+		s.Receive(ctx)
+	}
+	link := newLink(discardConn{}, &Stats{}, 1<<10, 4, 0)
+	link.Credits <- struct{}{}
+	r := newRoute(env, &codec.Publish{Topic: "t", QoS: 1, PacketID: 1, Payload: []byte("x")}, "pub", link, time.Now())
+	ctx.msg = r
+	func() {
+		defer func() {
+			if got := recover(); got != "log failed" {
+				t.Errorf("the supervisor would get %v, not the shard's own failure", got)
+			}
+		}()
+		s.Receive(ctx)
+	}()
+	if ctx.sent != 2 {
+		t.Fatalf("%d deliveries posted, want 2", ctx.sent)
+	}
+	if r.failed.Load() {
+		t.Error("deliveries the sessions hold were given back as failed")
+	}
+	if n := r.refs.Load(); n != 0 {
+		t.Errorf("%d shares of the route were kept", n)
+	}
+	if n := len(link.Credits); n != 0 {
+		t.Errorf("the publisher's credit was not returned (%d held)", n)
 	}
 }
