@@ -173,6 +173,7 @@ func (r *route) onceWritten(err error) {
 		if err != nil {
 			f.fail()
 		}
+		f.matched = r.matched // never routed itself: its answer is the original's
 		f.ackDone()
 		if err == nil {
 			decUnacked(f.link) // a retransmission counted again; its exchange is the original's

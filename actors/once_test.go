@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -307,4 +309,50 @@ func TestWaitingCopyFollowsReconnect(t *testing.T) {
 	if n := len(b.conns["sub"].bytes()); n != old {
 		t.Errorf("the old connection was sent %d bytes", n-old)
 	}
+}
+
+// A retransmission of a QoS 2 publish that arrives while the original's batch is being written
+// is answered with the original [MQTT-4.3.3-10], and with the original's reason code: the
+// message had subscribers, so neither PUBREC says No matching subscribers (0x10).
+func TestRetransmissionWhileWritingGetsTheOriginalsAnswer(t *testing.T) {
+	b := newOnceBroker(t, "pub", "sub")
+	b.subscribe(t, "sub", "t/x")
+	mark := len(b.conns["pub"].bytes())
+	b.st.hold()
+	b.publish("pub", "t/x", "once")
+	for deadline := time.Now().Add(5 * time.Second); b.st.queued() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("nothing was committed within 5 s")
+		}
+	}
+	b.publish("pub", "t/x", "once")    // the client sends it again, same packet id
+	time.Sleep(100 * time.Millisecond) // time for the retransmission to join the original
+	b.st.release()
+	deadline := time.Now().Add(5 * time.Second)
+	var got []codec.Packet
+	for len(got) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("publisher got %v, want two PUBRECs", got)
+		}
+		time.Sleep(time.Millisecond)
+		got = b.packets(t, "pub", mark)
+	}
+	for _, p := range got {
+		if rec, ok := p.(*codec.Pubrec); !ok || rec.PacketID != 7 || rec.ReasonCode != codec.Success {
+			t.Errorf("publisher got %s, want PUBREC id 7 Success for both", describe(got))
+			break
+		}
+	}
+}
+
+func describe(ps []codec.Packet) string {
+	var out []string
+	for _, p := range ps {
+		if rec, ok := p.(*codec.Pubrec); ok {
+			out = append(out, fmt.Sprintf("PUBREC id %d %s", rec.PacketID, rec.ReasonCode))
+		} else {
+			out = append(out, p.Type().String())
+		}
+	}
+	return strings.Join(out, ", ")
 }
