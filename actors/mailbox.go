@@ -30,6 +30,7 @@ type mailbox struct {
 
 func newMailbox(mw []actor.MailboxMiddleware) *mailbox {
 	m := &mailbox{middlewares: mw}
+	m.user.keep = keptMailboxCap
 	m.process = m.processMessages
 	return m
 }
@@ -151,9 +152,13 @@ type msgQueue struct {
 	buf  []any // len is a power of two, or 0
 	head int
 	n    int
+	keep int // the largest array the queue keeps once empty
 }
 
-// keptMailboxCap is the largest array an emptied queue keeps.
+// keptMailboxCap is the largest array an emptied user queue keeps: an actor that wakes for
+// about every message (a session, a shard at moderate rates) does not allocate one each time.
+// A system queue keeps none: system messages are rare after an actor's start, and an idle
+// connection's two actors would otherwise hold 128 bytes for them.
 const keptMailboxCap = 16
 
 func (q *msgQueue) push(msg any) {
@@ -179,7 +184,7 @@ func (q *msgQueue) pop() any {
 	q.n--
 	if q.n == 0 {
 		q.head = 0
-		if len(q.buf) > keptMailboxCap {
+		if len(q.buf) > q.keep {
 			q.buf = nil
 		}
 	}

@@ -61,6 +61,9 @@ func TestMailboxOrderAndSuspension(t *testing.T) {
 	if m.user.buf != nil {
 		t.Errorf("an emptied mailbox keeps an array of %d after a burst", len(m.user.buf))
 	}
+	if m.sys.buf != nil {
+		t.Errorf("an emptied system queue keeps an array of %d", len(m.sys.buf))
+	}
 
 	inv.user = nil
 	m.PostSystemMessage(&actor.SuspendMailbox{})
