@@ -46,13 +46,15 @@ func newIntrospector(sys *actor.ActorSystem) *introspector {
 func (in *introspector) close() { in.sys.EventStream.Unsubscribe(in.sub) }
 
 // probe is the console's view of one actor. Everything but ctx is safe to read from any
-// goroutine; ctx is used only on the actor's own goroutine (MessageReceived).
+// goroutine; ctx is used only on the actor's own goroutine (MessageReceived). An idle
+// connection has two, so it is kept to the 128-byte size class (started in Unix
+// nanoseconds, not a time.Time).
 type probe struct {
 	in      *introspector
 	kind    string
 	pid     *actor.PID
 	parent  string
-	started time.Time
+	started int64
 	ctx     actor.Context
 	shard   bool
 
@@ -97,16 +99,19 @@ func (in *introspector) props(kind string, prod actor.Producer, mw ...actor.Mail
 	pr := &probe{in: in, kind: kind, shard: kind == actors.KindShard}
 	return actor.PropsFromProducer(prod,
 		actor.WithMailbox(actors.Mailbox(append(mw, pr)...)),
-		actor.WithOnInit(func(ctx actor.Context) {
-			// Runs once, at spawn, before the mailbox starts.
-			pr.ctx, pr.pid, pr.started = ctx, ctx.Self(), time.Now()
-			if parent := ctx.Parent(); parent != nil {
-				pr.parent = parent.Id
-			}
-			in.mu.Lock()
-			in.probes[pr.pid.Id] = pr
-			in.mu.Unlock()
-		}))
+		actor.WithOnInit(pr.init))
+}
+
+// init runs once, at spawn, before the mailbox starts: the probe learns its actor and is
+// listed.
+func (p *probe) init(ctx actor.Context) {
+	p.ctx, p.pid, p.started = ctx, ctx.Self(), time.Now().UnixNano()
+	if parent := ctx.Parent(); parent != nil {
+		p.parent = parent.Id
+	}
+	p.in.mu.Lock()
+	p.in.probes[p.pid.Id] = p
+	p.in.mu.Unlock()
 }
 
 func (in *introspector) remove(p *probe) {
@@ -194,7 +199,7 @@ func (p *probe) info() console.ActorInfo {
 	}
 	a := console.ActorInfo{
 		ID: p.pid.Id, Name: name, Kind: p.kind, Parent: p.parent, Children: []string{},
-		MailboxDepth: max(depth, 0), MessagesProcessed: recv, Restarts: p.restarts.Load(), StartedAt: p.started,
+		MailboxDepth: max(depth, 0), MessagesProcessed: recv, Restarts: p.restarts.Load(), StartedAt: time.Unix(0, p.started),
 	}
 	p.mu.Lock()
 	if f := p.lastFailure; f != nil {
