@@ -14,8 +14,9 @@ import (
 // step), with two differences that matter on the publish path, where each actor wakes for
 // about every message at moderate rates: it gives its dispatcher the same function each time
 // it is scheduled (protoactor's makes a closure each time: an allocation per hop, three per
-// QoS 1 message), and its queues hold no array while empty and small (protoactor's user queue
-// starts at 10 slots and never shrinks, and its system queue allocates a node per message).
+// QoS 1 message), and its queues keep little once empty: the user queue at most
+// keptMailboxCap slots, the system queue none (protoactor's user queue starts at 10 slots and
+// never shrinks, and its system queue allocates a node per message).
 // And a user message is counted out of UserMessageCount once handed out, not before.
 type mailbox struct {
 	user, sys   msgQueue
@@ -37,21 +38,17 @@ func newMailbox(mw []actor.MailboxMiddleware) *mailbox {
 
 // PostUserMessage queues msg. Unlike protoactor's mailbox it does not also deliver the
 // messages of an actor.MessageBatch one by one: the broker sends none.
-func (m *mailbox) PostUserMessage(msg any) {
-	for _, mw := range m.middlewares {
-		mw.MessagePosted(msg)
-	}
-	m.user.push(msg)
-	m.userN.Add(1)
-	m.schedule()
-}
+func (m *mailbox) PostUserMessage(msg any) { m.post(&m.user, &m.userN, msg) }
 
-func (m *mailbox) PostSystemMessage(msg any) {
+func (m *mailbox) PostSystemMessage(msg any) { m.post(&m.sys, &m.sysN, msg) }
+
+// post queues msg on q, counts it in n and makes sure the mailbox runs.
+func (m *mailbox) post(q *msgQueue, n *atomic.Int32, msg any) {
 	for _, mw := range m.middlewares {
 		mw.MessagePosted(msg)
 	}
-	m.sys.push(msg)
-	m.sysN.Add(1)
+	q.push(msg)
+	n.Add(1)
 	m.schedule()
 }
 
@@ -145,8 +142,8 @@ func (m *mailbox) run() {
 }
 
 // msgQueue is a FIFO for many senders and one receiver: a ring that grows by doubling, and
-// gives its array back when it empties after holding more than keptMailboxCap messages, so
-// that an actor idle after a burst holds little.
+// gives its array back when it empties holding more than keep slots, so that an actor idle
+// after a burst holds little.
 type msgQueue struct {
 	mu   sync.Mutex
 	buf  []any // len is a power of two, or 0
