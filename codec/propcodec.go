@@ -225,25 +225,10 @@ func (p *Properties) decodeValue(c *cursor, id PropertyID) error {
 		if s, err = c.str(); err != nil {
 			return err
 		}
-		switch id {
-		case PropContentType:
-			p.decodingExt().contentType = s
-		case PropResponseTopic:
-			if strings.ContainsAny(s, "+#") {
-				return protocolError("Response Topic contains a wildcard [MQTT-3.3.2-14]")
-			}
-			p.decodingExt().responseTopic = s
-		case PropAssignedClientIdentifier:
-			p.decodingExt().assignedClientID = s
-		case PropAuthenticationMethod:
-			p.decodingExt().authMethod = s
-		case PropResponseInformation:
-			p.decodingExt().responseInfo = s
-		case PropServerReference:
-			p.decodingExt().serverReference = s
-		case PropReasonString:
-			p.decodingExt().reasonString = s
+		if id == PropResponseTopic && strings.ContainsAny(s, "+#") {
+			return protocolError("Response Topic contains a wildcard [MQTT-3.3.2-14]")
 		}
+		*p.decodingExt().str(id) = s
 	case kindBinary:
 		var v []byte
 		if v, err = c.binary(); err != nil {
@@ -400,24 +385,7 @@ func (p *Properties) size(ctx uint8) (int, error) {
 	return n, nil
 }
 
-func (p *Properties) stringValue(id PropertyID) string {
-	e := p.x()
-	switch id {
-	case PropContentType:
-		return e.contentType
-	case PropResponseTopic:
-		return e.responseTopic
-	case PropAssignedClientIdentifier:
-		return e.assignedClientID
-	case PropAuthenticationMethod:
-		return e.authMethod
-	case PropResponseInformation:
-		return e.responseInfo
-	case PropServerReference:
-		return e.serverReference
-	}
-	return e.reasonString
-}
+func (p *Properties) stringValue(id PropertyID) string { return *p.x().str(id) }
 
 func boolByte(b bool) byte {
 	if b {

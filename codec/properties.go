@@ -125,12 +125,44 @@ func (p *Properties) own() *propsExt {
 	return e
 }
 
-// dropExtIfEmpty forgets ext once no variable-length property is left, so
-// that equal property sets compare equal.
-func (p *Properties) dropExtIfEmpty() {
+// removeExt resets the value of variable-length property id, whose bit is
+// cleared already; ext goes once no such property is left, so that equal
+// property sets compare equal.
+func (p *Properties) removeExt(id PropertyID) {
 	if p.present&extMask == 0 {
 		p.ext = nil
+		return
 	}
+	e := p.own()
+	switch id {
+	case PropCorrelationData:
+		e.correlationData = nil
+	case PropAuthenticationData:
+		e.authData = nil
+	case PropUserProperty:
+		e.user = nil
+	default:
+		*e.str(id) = ""
+	}
+}
+
+// str is the field of string property id.
+func (e *propsExt) str(id PropertyID) *string {
+	switch id {
+	case PropContentType:
+		return &e.contentType
+	case PropResponseTopic:
+		return &e.responseTopic
+	case PropAssignedClientIdentifier:
+		return &e.assignedClientID
+	case PropAuthenticationMethod:
+		return &e.authMethod
+	case PropResponseInformation:
+		return &e.responseInfo
+	case PropServerReference:
+		return &e.serverReference
+	}
+	return &e.reasonString
 }
 
 // extMask has the bits of the properties kept in propsExt.
@@ -152,50 +184,27 @@ func (p *Properties) Remove(id PropertyID) {
 	}
 	p.present &^= 1 << id
 	// Reset the value too, so that equal property sets compare equal.
+	if extMask&(1<<id) != 0 {
+		p.removeExt(id)
+		return
+	}
 	switch id {
 	case PropPayloadFormatIndicator:
 		p.payloadFormat = 0
 	case PropMessageExpiryInterval:
 		p.messageExpiry = 0
-	case PropContentType:
-		p.own().contentType = ""
-		p.dropExtIfEmpty()
-	case PropResponseTopic:
-		p.own().responseTopic = ""
-		p.dropExtIfEmpty()
-	case PropCorrelationData:
-		p.own().correlationData = nil
-		p.dropExtIfEmpty()
 	case PropSubscriptionIdentifier:
 		p.subIDs = nil
 	case PropSessionExpiryInterval:
 		p.sessionExpiry = 0
-	case PropAssignedClientIdentifier:
-		p.own().assignedClientID = ""
-		p.dropExtIfEmpty()
 	case PropServerKeepAlive:
 		p.serverKeepAlive = 0
-	case PropAuthenticationMethod:
-		p.own().authMethod = ""
-		p.dropExtIfEmpty()
-	case PropAuthenticationData:
-		p.own().authData = nil
-		p.dropExtIfEmpty()
 	case PropRequestProblemInformation:
 		p.requestProblem = false
 	case PropWillDelayInterval:
 		p.willDelay = 0
 	case PropRequestResponseInformation:
 		p.requestResponse = false
-	case PropResponseInformation:
-		p.own().responseInfo = ""
-		p.dropExtIfEmpty()
-	case PropServerReference:
-		p.own().serverReference = ""
-		p.dropExtIfEmpty()
-	case PropReasonString:
-		p.own().reasonString = ""
-		p.dropExtIfEmpty()
 	case PropReceiveMaximum:
 		p.receiveMaximum = 0
 	case PropTopicAliasMaximum:
@@ -206,9 +215,6 @@ func (p *Properties) Remove(id PropertyID) {
 		p.maximumQoS = 0
 	case PropRetainAvailable:
 		p.retainAvailable = false
-	case PropUserProperty:
-		p.own().user = nil
-		p.dropExtIfEmpty()
 	case PropMaximumPacketSize:
 		p.maximumPacketSize = 0
 	case PropWildcardSubscriptionAvailable:
