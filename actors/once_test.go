@@ -159,6 +159,19 @@ func (b *onceBroker) publish(client, topic, payload string) {
 	b.env.System.Root.Send(b.pids[client], &inboundQoS2{gen: 1, route: r})
 }
 
+// publishHeld holds the store, has client publish as publish does, and waits until the
+// publish's batch is in the store's queue, not yet written.
+func (b *onceBroker) publishHeld(t *testing.T, client, topic, payload string) {
+	t.Helper()
+	b.st.hold()
+	b.publish(client, topic, payload)
+	for deadline := time.Now().Add(5 * time.Second); b.st.queued() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("nothing was committed within 5 s")
+		}
+	}
+}
+
 // packets decodes what client was sent after its first skip bytes.
 func (b *onceBroker) packets(t *testing.T, client string, skip int) []codec.Packet {
 	t.Helper()
@@ -190,13 +203,7 @@ func TestQoS2PublishIsOneWrite(t *testing.T) {
 		mark[id] = len(c.bytes())
 	}
 
-	b.st.hold()
-	b.publish("pub", "t/x", "once")
-	for deadline := time.Now().Add(5 * time.Second); b.st.queued() == 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("nothing was committed within 5 s")
-		}
-	}
+	b.publishHeld(t, "pub", "t/x", "once")
 	time.Sleep(100 * time.Millisecond) // time for a wrong early send or commit to show
 	for id, c := range b.conns {
 		if n := len(c.bytes()); n != mark[id] {
@@ -279,13 +286,7 @@ func TestWaitingCopyFollowsReconnect(t *testing.T) {
 	b.subscribe(t, "sub", "t/#")
 	old := len(b.conns["sub"].bytes())
 
-	b.st.hold()
-	b.publish("pub", "t/x", "late")
-	for deadline := time.Now().Add(5 * time.Second); b.st.queued() == 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("nothing was committed within 5 s")
-		}
-	}
+	b.publishHeld(t, "pub", "t/x", "late")
 	b.links["sub"].Abort() // the old connection is gone, as when a device reconnects
 	conn := &recordConn{}
 	link := newLink(conn, &Stats{}, 64, 16, 0)
@@ -318,13 +319,7 @@ func TestRetransmissionWhileWritingGetsTheOriginalsAnswer(t *testing.T) {
 	b := newOnceBroker(t, "pub", "sub")
 	b.subscribe(t, "sub", "t/x")
 	mark := len(b.conns["pub"].bytes())
-	b.st.hold()
-	b.publish("pub", "t/x", "once")
-	for deadline := time.Now().Add(5 * time.Second); b.st.queued() == 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("nothing was committed within 5 s")
-		}
-	}
+	b.publishHeld(t, "pub", "t/x", "once")
 	b.publish("pub", "t/x", "once")    // the client sends it again, same packet id
 	time.Sleep(100 * time.Millisecond) // time for the retransmission to join the original
 	b.st.release()
