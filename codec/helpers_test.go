@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"reflect"
+	"runtime"
 	"testing"
 )
 
@@ -68,3 +69,20 @@ func samePacket(t *testing.T, what string, got, want Packet) {
 }
 
 func hexOf(b []byte) string { return hex.EncodeToString(b) }
+
+// bytesPerCall is what one call of f allocates, averaged over 100 calls: the least of three
+// tries, as TotalAlloc counts the whole process and a runtime or testing goroutine may
+// allocate during one of them.
+func bytesPerCall(f func()) uint64 {
+	least := ^uint64(0)
+	for range 3 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range 100 {
+			f()
+		}
+		runtime.ReadMemStats(&after)
+		least = min(least, (after.TotalAlloc-before.TotalAlloc)/100)
+	}
+	return least
+}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"testing"
 )
 
@@ -304,13 +303,7 @@ func TestReaderTooLarge(t *testing.T) {
 	if err := read(); !errors.As(err, &e) || e.Code != PacketTooLarge {
 		t.Fatalf("got %v, want Packet too large", err)
 	}
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	for range 100 {
-		_ = read()
-	}
-	runtime.ReadMemStats(&after)
-	if perRead := (after.TotalAlloc - before.TotalAlloc) / 100; perRead > 1024 {
+	if perRead := bytesPerCall(func() { _ = read() }); perRead > 1024 {
 		t.Errorf("refusing an oversized packet allocated %d bytes", perRead)
 	}
 	// Only the error itself: its struct and message.
