@@ -117,8 +117,8 @@ func (c *Connection) authStep(ctx actor.Context, data []byte) {
 	switch {
 	case errors.Is(err, auth.ErrContinue):
 		c.sendAuth(codec.ContinueAuthentication, x.method, reply)
-		if !connected {
-			c.rd.start <- nil // let the reader read the client's AUTH
+		if !connected && c.state != stateClosing {
+			c.rd.ctl <- nil // let the reader read the client's AUTH
 		}
 	case err == nil && connected && user != c.user:
 		// Re-authentication confirms who the client is; it cannot become someone else.
@@ -233,7 +233,7 @@ func (r *reader) publishGuard(p *codec.Publish) (drop bool, v *violation) {
 	defer t.Stop()
 	select {
 	case <-t.C:
-	case <-r.quit:
+	case <-r.ctl:
 	}
 	return false, nil
 }

@@ -142,7 +142,7 @@ func BenchmarkShardActor(b *testing.B) {
 			b.ResetTimer()
 			// A b.N loop rather than b.Loop: the wait for the last deliveries must be timed.
 			for range b.N {
-				link.Credits <- struct{}{}
+				link.credits() <- struct{}{}
 				sys.Root.Send(shard, newRoute(env, pub, "pub", link, now))
 			}
 			waitCount(b, &got, int64(b.N*sinks))

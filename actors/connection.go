@@ -265,7 +265,7 @@ func (c *Connection) attached(ctx actor.Context, m *attached) {
 	c.dirConnected(ctx)
 	c.logAt(zapcore.InfoLevel, "client connected", zap.String("protocol", c.version.String()),
 		zap.Duration("keep_alive", c.keepAlive))
-	c.rd.start <- &readerStart{
+	c.rd.ctl <- &readerStart{
 		session:   m.session.pid,
 		gen:       m.gen,
 		keepAlive: c.keepAlive,
@@ -388,8 +388,7 @@ func (c *Connection) refuse(ctx actor.Context, code codec.ReasonCode, msg string
 		ack.Properties.SetReasonString(msg)
 	}
 	c.link.Finish(ack) // nothing may follow a failing CONNACK
-	close(c.rd.start)  // the reader, waiting for the verdict, ends
-	c.shutdown(ctx)
+	c.shutdown(ctx)    // stopping ends the reader, which waits for the verdict
 }
 
 // close ends a connection from the server side: a 5.0 client gets a DISCONNECT with the
@@ -460,8 +459,8 @@ func (c *Connection) stopping(ctx actor.Context) {
 		c.state = stateClosing
 		c.link.CloseAfterFlush()
 	}
-	close(c.rd.quit)
-	c.rd.stop() // a parked reader has no goroutine to see quit
+	close(c.rd.ctl) // ends the reader's handshake and whatever it waits for
+	c.rd.stop()     // a parked reader has no goroutine to see ctl
 	// The writer flushes and closes the socket, which ends the reader; if the client does not
 	// take the data, write_timeout bounds the wait.
 	go func(l *Link, d time.Duration) {

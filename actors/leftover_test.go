@@ -330,7 +330,7 @@ func awaitedDelivery(env *Env) (*Deliver, *Link, *recordConn) {
 	conn := &recordConn{}
 	link := newLink(conn, &Stats{}, 16, 4, 0)
 	link.Version = codec.V5
-	link.Credits <- struct{}{}
+	link.credits() <- struct{}{}
 	r := newRoute(env, &codec.Publish{Topic: "t", QoS: 1, PacketID: 9}, "pub", link, time.Time{})
 	r.refs.Add(1)
 	r.holdAck()

@@ -41,11 +41,12 @@ type Link struct {
 
 	mu      sync.Mutex
 	queue   []outItem
-	closing bool   // a close item is queued or the writer has ended: refuse more
-	running bool   // a writer goroutine owns the socket (or the Link is finished): start no other
-	aborted bool   // Abort was called: the writer must end without writing more
-	slow    string // why the client was found to be a slow consumer, if it was
-	done    chan struct{}
+	closing bool          // a close item is queued or the writer has ended: refuse more
+	running bool          // a writer goroutine owns the socket (or the Link is finished): start no other
+	aborted bool          // Abort was called: the writer must end without writing more
+	slow    string        // why the client was found to be a slow consumer, if it was
+	over    bool          // the connection is finished (see Done)
+	done    chan struct{} // made by the first Done: most connections never have a waiter
 
 	// backlog is set while the queue holds maxQueue items or more, or maxOwed SUBSCRIBE and
 	// UNSUBSCRIBE packets wait for their answers: the reader reads nothing more from the client
@@ -74,8 +75,11 @@ type Link struct {
 	// answered with PUBACK or PUBCOMP: the client's use of our Receive Maximum.
 	InboundUnacked atomic.Int32
 	// Credits bound the publishes this connection has on their way to the router: the reader
-	// puts one in before routing, the shard takes it out once routed.
-	Credits chan struct{}
+	// puts one in before routing, the shard takes it out once routed. Made by the reader at
+	// its first publish (credits), as a connection that only subscribes never needs it; a
+	// shard reads it only from a route the reader sent, so after it was made.
+	Credits      chan struct{}
+	creditWindow int
 
 	Dropped atomic.Uint64 // outbound messages dropped at this link (slow consumer, too large)
 
@@ -119,15 +123,23 @@ var errLinkClosed = errors.New("connection closing")
 
 func newLink(conn net.Conn, stats *Stats, maxQueue, creditWindow int, writeTimeout time.Duration) *Link {
 	l := &Link{
-		conn:        newSocket(conn), // raw system calls on plain TCP (rawio_linux.go)
-		stats:       stats,
-		maxQueue:    maxQueue,
-		writeTimout: writeTimeout,
-		done:        make(chan struct{}),
-		Credits:     make(chan struct{}, creditWindow),
+		conn:         newSocket(conn), // raw system calls on plain TCP (rawio_linux.go)
+		stats:        stats,
+		maxQueue:     maxQueue,
+		writeTimout:  writeTimeout,
+		creditWindow: creditWindow,
 	}
 	l.runWriter = l.run
 	return l
+}
+
+// credits returns Credits, made at the first call. Only the reader calls it (and tests
+// standing in for it).
+func (l *Link) credits() chan struct{} {
+	if l.Credits == nil {
+		l.Credits = make(chan struct{}, l.creditWindow)
+	}
+	return l.Credits
 }
 
 // setClientLimits records what the client told us in CONNECT (5.0 properties).
@@ -175,7 +187,7 @@ func (l *Link) push(it outItem) error {
 		// router (router.credit_window), and those to packets still in the actors' mailboxes,
 		// which come in bursts. Past that headroom, a client whose socket has taken nothing for
 		// a while is not reading its own acknowledgements: it is closed as a slow consumer.
-		if n >= 2*l.maxQueue+cap(l.Credits) && l.stuck() {
+		if n >= 2*l.maxQueue+l.creditWindow && l.stuck() {
 			l.closing = true
 			l.slow = "it does not read its acknowledgements: more than twice connections.writer_queue packets wait for it"
 			l.mu.Unlock()
@@ -268,8 +280,8 @@ func (l *Link) Abort() {
 		l.running = true // no writer starts from now on
 		l.mu.Unlock()
 		if idle {
-			close(l.done) // no writer to do it
-		} // else the running writer sees aborted (or a failed write) and closes done
+			l.finished() // no writer to do it
+		} // else the running writer sees aborted (or a failed write) and finishes
 	})
 }
 
@@ -301,9 +313,9 @@ func (l *Link) owe() {
 }
 
 // waitBacklog holds the reader while the client's answers back up (backlog), for at most
-// maxBacklogWait. It returns false if quit is closed first. One atomic load when there is no
-// backlog.
-func (l *Link) waitBacklog(quit <-chan struct{}) bool {
+// maxBacklogWait. It returns false if quit (the reader's ctl) is closed first. One atomic load
+// when there is no backlog.
+func (l *Link) waitBacklog(quit <-chan *readerStart) bool {
 	if !l.backlog.Load() {
 		return true
 	}
@@ -330,7 +342,27 @@ func (l *Link) waitBacklog(quit <-chan struct{}) bool {
 
 // Done is closed when the connection is finished: the close was written or the Link aborted,
 // and the socket is closed. It does not wait for a writer that is not running.
-func (l *Link) Done() <-chan struct{} { return l.done }
+func (l *Link) Done() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.done == nil {
+		l.done = make(chan struct{})
+		if l.over {
+			close(l.done)
+		}
+	}
+	return l.done
+}
+
+// finished marks the connection finished, once, and lets whoever waits on Done go.
+func (l *Link) finished() {
+	l.mu.Lock()
+	l.over = true
+	if l.done != nil {
+		close(l.done)
+	}
+	l.mu.Unlock()
+}
 
 // writerScratch is what a writer goroutine needs while it runs and an idle Link should not
 // keep: the encode buffer and the copy of the publish being encoded (a local copy would escape
@@ -409,7 +441,7 @@ func (l *Link) run() {
 	putWriteBuf(ws, buf)
 	putItems(batch)
 	l.Abort()
-	close(l.done)
+	l.finished()
 }
 
 // queueItems holds the queue slices of idle Links: a busy connection's queue grows to its

@@ -49,12 +49,12 @@ type reader struct {
 	deadline  atomic.Int64 // keep-alive deadline while parked (unix ns)
 	idle      *time.Timer  // fires at deadline while parked; made at the first park
 
-	// start is how the actor answers the CONNECT: a readerStart lets the reader go on, nil asks
-	// it for one more packet first (an AUTH [MQTT-4.12.0-2]), and a close without a value says
-	// the connection was refused. One channel of pointers for the three: an idle connection
-	// keeps it, so it is kept small.
-	start chan *readerStart
-	quit  chan struct{} // closed when the actor stops
+	// ctl is the actor's side of the reader. During the handshake it carries the answer to the
+	// CONNECT: a readerStart lets the reader go on, nil asks it for one more packet first (an
+	// AUTH [MQTT-4.12.0-2]). The actor closes it when it stops, a refusal included: that ends
+	// the handshake and every later wait of the reader (for a credit, for the backlog, for the
+	// publish rate). One channel for all of it, as an idle connection keeps it.
+	ctl chan *readerStart
 
 	// Set from readerStart.
 	version  codec.Version
@@ -103,31 +103,25 @@ func (r *reader) run() {
 	}
 	r.send(pkt)
 	var st *readerStart
-wait:
-	for {
-		select {
-		case s, ok := <-r.start:
-			if !ok {
-				return
-			}
-			if s != nil {
-				st = s
-				break wait
-			}
-			// Enhanced authentication: the client's AUTH, then the actor decides again.
-			pkt, err := r.read()
-			if err != nil {
-				r.send(&readerEnded{err: err})
-				return
-			}
-			if _, ok := pkt.(*codec.Auth); !ok {
-				r.send(&violation{code: codec.ProtocolError, msg: "only AUTH may follow CONNECT before CONNACK"})
-				return
-			}
-			r.send(pkt)
-		case <-r.quit:
+	for st == nil {
+		s, ok := <-r.ctl
+		if !ok {
+			return // refused, or the actor stopped
+		}
+		if st = s; st != nil {
+			break
+		}
+		// Enhanced authentication: the client's AUTH, then the actor decides again.
+		pkt, err := r.read()
+		if err != nil {
+			r.send(&readerEnded{err: err})
 			return
 		}
+		if _, ok := pkt.(*codec.Auth); !ok {
+			r.send(&violation{code: codec.ProtocolError, msg: "only AUTH may follow CONNECT before CONNACK"})
+			return
+		}
+		r.send(pkt)
 	}
 	r.version = r.dec.Version()
 	r.session, r.gen = st.session, st.gen
@@ -152,7 +146,7 @@ func (r *reader) serve() {
 	}
 	for {
 		// While the client's answers back up, read nothing more from it: TCP holds it back.
-		if !r.link.waitBacklog(r.quit) {
+		if !r.link.waitBacklog(r.ctl) {
 			r.end(nil)
 			return
 		}
@@ -388,8 +382,8 @@ func (r *reader) publish(p *codec.Publish) *violation {
 	// Take a credit: when the router is behind, this blocks, the socket is not read, and TCP
 	// pushes back on the client.
 	select {
-	case r.link.Credits <- struct{}{}:
-	case <-r.quit:
+	case r.link.credits() <- struct{}{}:
+	case <-r.ctl:
 		// The connection is gone: nothing after this publish may be routed either, or a
 		// later one would overtake it when the client sends it again.
 		return stopReading
@@ -601,12 +595,11 @@ func (b *burstReader) release() {
 
 func newReader(env *Env, self *actor.PID, conn net.Conn, link *Link) *reader {
 	r := &reader{
-		env:   env,
-		self:  self,
-		link:  link,
-		src:   deadlineConn{Conn: link.conn, link: link}, // the Link's socket: raw system calls on plain TCP
-		start: make(chan *readerStart, 1),
-		quit:  make(chan struct{}),
+		env:  env,
+		self: self,
+		link: link,
+		src:  deadlineConn{Conn: link.conn, link: link}, // the Link's socket: raw system calls on plain TCP
+		ctl:  make(chan *readerStart, 1),
 	}
 	r.burst.src = &r.src
 	r.br = getIdleBuf(&r.burst)

@@ -48,7 +48,7 @@ func TestShardFailingToPostGivesTheRestBack(t *testing.T) {
 	}
 	link := newLink(discardConn{}, &Stats{}, 1<<10, 4, 0)
 	link.Version = codec.V5
-	link.Credits <- struct{}{} // taken by the reader before it routes
+	link.credits() <- struct{}{} // taken by the reader before it routes
 	r := newRoute(env, &codec.Publish{Topic: "t", QoS: 1, PacketID: 1, Payload: []byte("x")}, "pub", link, time.Now())
 	ctx.msg = r
 	func() {
@@ -93,7 +93,7 @@ func TestShardFailingAfterPostingKeepsNoShare(t *testing.T) {
 		s.Receive(ctx)
 	}
 	link := newLink(discardConn{}, &Stats{}, 1<<10, 4, 0)
-	link.Credits <- struct{}{}
+	link.credits() <- struct{}{}
 	r := newRoute(env, &codec.Publish{Topic: "t", QoS: 1, PacketID: 1, Payload: []byte("x")}, "pub", link, time.Now())
 	ctx.msg = r
 	func() {
