@@ -14,9 +14,9 @@ import (
 // step), with two differences that matter on the publish path, where each actor wakes for
 // about every message at moderate rates: it gives its dispatcher the same function each time
 // it is scheduled (protoactor's makes a closure each time: an allocation per hop, three per
-// QoS 1 message), and its queues keep little once empty: the user queue at most
-// keptMailboxCap slots, the system queue none (protoactor's user queue starts at 10 slots and
-// never shrinks, and its system queue allocates a node per message).
+// QoS 1 message), and its queues keep nothing once empty: small arrays go back to a pool
+// (protoactor's user queue starts at 10 slots and never shrinks, and its system queue
+// allocates a node per message).
 // And a user message is counted out of UserMessageCount once handed out, not before.
 type mailbox struct {
 	user, sys   msgQueue
@@ -31,7 +31,6 @@ type mailbox struct {
 
 func newMailbox(mw []actor.MailboxMiddleware) *mailbox {
 	m := &mailbox{middlewares: mw}
-	m.user.keep = keptMailboxCap
 	m.process = m.processMessages
 	return m
 }
@@ -142,21 +141,13 @@ func (m *mailbox) run() {
 }
 
 // msgQueue is a FIFO for many senders and one receiver: a ring that grows by doubling, and
-// gives its array back when it empties holding more than keep slots, so that an actor idle
-// after a burst holds little.
+// gives its array back when it empties, so that an idle actor holds none.
 type msgQueue struct {
 	mu   sync.Mutex
 	buf  []any // len is a power of two, or 0
 	head int
 	n    int
-	keep int // the largest array the queue keeps once empty
 }
-
-// keptMailboxCap is the largest array an emptied user queue keeps: an actor that wakes for
-// about every message (a session, a shard at moderate rates) does not allocate one each time.
-// A system queue keeps none: system messages are rare after an actor's start, and an idle
-// connection's two actors would otherwise hold 128 bytes for them.
-const keptMailboxCap = 16
 
 func (q *msgQueue) push(msg any) {
 	q.mu.Lock()
@@ -180,19 +171,55 @@ func (q *msgQueue) pop() any {
 	q.head = (q.head + 1) & (len(q.buf) - 1)
 	q.n--
 	if q.n == 0 {
-		q.head = 0
-		if len(q.buf) > q.keep {
-			q.buf = nil
-		}
+		putQueueArray(q.buf) // every slot is nil again
+		q.buf, q.head = nil, 0
 	}
 	q.mu.Unlock()
 	return msg
 }
 
 func (q *msgQueue) grow() {
-	next := make([]any, max(4, 2*len(q.buf)))
+	next := getQueueArray(max(4, 2*len(q.buf)))
 	for i := range q.n {
 		next[i] = q.buf[(q.head+i)&(len(q.buf)-1)]
 	}
+	clear(q.buf)
+	putQueueArray(q.buf)
 	q.buf, q.head = next, 0
+}
+
+// queueArrays holds the arrays of emptied queues, of 4, 8 and 16 slots: an actor that wakes
+// for about every message (a session, a shard at moderate rates) takes one and gives it back
+// each time instead of allocating it, and an idle one (two per idle connection) keeps none.
+// Larger arrays, of rare bursts, are left to the collector.
+var queueArrays [3]sync.Pool
+
+func getQueueArray(n int) []any {
+	switch n {
+	case 4:
+		if a, _ := queueArrays[0].Get().(*[4]any); a != nil {
+			return a[:]
+		}
+	case 8:
+		if a, _ := queueArrays[1].Get().(*[8]any); a != nil {
+			return a[:]
+		}
+	case 16:
+		if a, _ := queueArrays[2].Get().(*[16]any); a != nil {
+			return a[:]
+		}
+	}
+	return make([]any, n)
+}
+
+// putQueueArray pools a, whose slots must all be nil.
+func putQueueArray(a []any) {
+	switch len(a) {
+	case 4:
+		queueArrays[0].Put((*[4]any)(a))
+	case 8:
+		queueArrays[1].Put((*[8]any)(a))
+	case 16:
+		queueArrays[2].Put((*[16]any)(a))
+	}
 }

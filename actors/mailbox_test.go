@@ -64,6 +64,12 @@ func TestMailboxOrderAndSuspension(t *testing.T) {
 	if m.sys.buf != nil {
 		t.Errorf("an emptied system queue keeps an array of %d", len(m.sys.buf))
 	}
+	// Nor after a single message: an idle connection's two actors would hold one each.
+	m.PostUserMessage("one")
+	disp.runAll()
+	if m.user.buf != nil {
+		t.Errorf("a mailbox emptied of one message keeps an array of %d", len(m.user.buf))
+	}
 
 	inv.user = nil
 	m.PostSystemMessage(&actor.SuspendMailbox{})
