@@ -463,13 +463,7 @@ func (c *Connection) stopping(ctx actor.Context) {
 	c.rd.stop()     // a parked reader has no goroutine to see ctl
 	// The writer flushes and closes the socket, which ends the reader; if the client does not
 	// take the data, write_timeout bounds the wait.
-	go func(l *Link, d time.Duration) {
-		select {
-		case <-l.Done():
-		case <-time.After(d):
-			l.Abort()
-		}
-	}(c.link, max(c.env.Cfg.Connections.WriteTimeout.Std(), time.Second))
+	c.link.abortAfter(max(c.env.Cfg.Connections.WriteTimeout.Std(), time.Second))
 }
 
 // maxExpiry is sessions.max_session_expiry in whole seconds, rounded up so that a sub-second

@@ -47,6 +47,7 @@ type Link struct {
 	slow    string        // why the client was found to be a slow consumer, if it was
 	over    bool          // the connection is finished (see Done)
 	done    chan struct{} // made by the first Done: most connections never have a waiter
+	cutoff  *time.Timer   // aborts a closing connection that does not finish in time (abortAfter)
 
 	// backlog is set while the queue holds maxQueue items or more, or maxOwed SUBSCRIBE and
 	// UNSUBSCRIBE packets wait for their answers: the reader reads nothing more from the client
@@ -360,6 +361,20 @@ func (l *Link) finished() {
 	l.over = true
 	if l.done != nil {
 		close(l.done)
+	}
+	if l.cutoff != nil {
+		l.cutoff.Stop()
+	}
+	l.mu.Unlock()
+}
+
+// abortAfter aborts the connection if it has not finished within d: a closing connection
+// whose client takes nothing cannot keep its socket and queue for longer. A timer, not a
+// goroutine waiting on Done: thousands of clients may go at once.
+func (l *Link) abortAfter(d time.Duration) {
+	l.mu.Lock()
+	if !l.over && l.cutoff == nil {
+		l.cutoff = time.AfterFunc(d, l.Abort)
 	}
 	l.mu.Unlock()
 }

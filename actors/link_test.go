@@ -66,6 +66,30 @@ func TestLinkFinishIsTheLastPacket(t *testing.T) {
 	<-l.Done()
 }
 
+// A closing connection whose client reads nothing is cut off by abortAfter, even when its
+// write would wait longer: the socket is closed and Done is closed.
+func TestLinkAbortAfterCutsOffAClientThatReadsNothing(t *testing.T) {
+	a, b := net.Pipe() // a write waits until the other end reads, which it never does
+	defer b.Close()
+	l := newLink(a, &Stats{}, 16, 16, time.Hour)
+	l.Version = codec.V311
+	l.Finish(&codec.Disconnect{})
+	l.abortAfter(20 * time.Millisecond)
+	select {
+	case <-l.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection was not finished after abortAfter's time")
+	}
+	if _, err := a.Write([]byte{0}); err == nil {
+		t.Error("the socket is still open")
+	}
+	// Once finished, a later abortAfter starts nothing.
+	l.abortAfter(time.Millisecond)
+	if l.cutoff == nil || l.cutoff.Stop() {
+		t.Error("the cutoff timer is still running after the connection finished")
+	}
+}
+
 // sharedCases are publishes and deliveries that cover every field the shared bytes patch or
 // depend on: both protocol families, QoS 0/1/2, DUP, RETAIN, packet ids with both bytes set,
 // Remaining Lengths of 1 to 3 bytes, topics longer than 255 bytes, 5.0 properties of the
