@@ -43,9 +43,9 @@ type reader struct {
 	raw       syscall.RawConn
 	poll      *poller
 	pollID    uint64 // registration in the poller, 0 before the first park
-	pollFirst bool   // the next arm adds the socket to the epoll set
 	serveFn   func() // serve, bound once: "go r.serve()" would allocate a closure at every wake
 	state     atomic.Int32
+	pollFirst bool         // the next arm adds the socket to the epoll set
 	deadline  atomic.Int64 // keep-alive deadline while parked (unix ns)
 	idle      *time.Timer  // fires at deadline while parked; made at the first park
 
@@ -57,11 +57,11 @@ type reader struct {
 	ctl chan *readerStart
 
 	// Set from readerStart.
-	version  codec.Version
 	session  *actor.PID
 	gen      uint64
 	aliases  []string // inbound topic aliases, index = alias-1; made at the first one set
 	aliasMax int      // our Topic Alias Maximum
+	version  codec.Version
 
 	// auth.go: guard is the one check the publish path pays when auth is off.
 	guard bool

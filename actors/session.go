@@ -32,8 +32,8 @@ type Session struct {
 type sessionState struct {
 	clientID string
 	ref      *sessionRef
-	began    bool           // the actor has started once: the next Started is a restart
 	restore  *storedSession // what to start from, for a session started from stored records
+	began    bool           // the actor has started once: the next Started is a restart
 	reload   bool           // start from the store (a stored session started again)
 
 	// The attached connection, nil while disconnected. gen numbers attaches: messages of an
@@ -46,8 +46,8 @@ type sessionState struct {
 	user       string        // who attached last (auth.go): subscriptions are checked as them
 
 	expiry         uint32 // seconds after disconnect; 0: ends with the connection; 0xFFFFFFFF: never
+	fresh          bool   // no state carried over yet: the next attach reports Session Present 0
 	will           *codec.Will
-	fresh          bool      // no state carried over yet: the next attach reports Session Present 0
 	disconnectedAt time.Time // zero while connected
 
 	// The maps are made when first written: an idle session holds none it does not use.
@@ -61,10 +61,10 @@ type sessionState struct {
 	stalled  bool      // it completed none for too long: nothing is parked for it
 	// stallCheck: a stallCheck message is on its way
 	stallCheck bool
-	backlog    []Deliver // retained messages of new subscriptions, sent as the window allows
-	answers    []*answer // SUBACKs and UNSUBACKs waiting for the shards, in order (session_flow.go)
-	reqs       uint64    // the last answer's request number
 	nextID     uint16
+	backlog    []Deliver           // retained messages of new subscriptions, sent as the window allows
+	answers    []*answer           // SUBACKs and UNSUBACKs waiting for the shards, in order (session_flow.go)
+	reqs       uint64              // the last answer's request number
 	reserved   map[uint16]struct{} // packet ids queued copies will be sent under (reserveID)
 	// inbound2: QoS 2 ids received and not yet released [MQTT-4.3.3-10], with the batch
 	// (once.go) of one from a stored session: a retransmission is answered as it ends.
