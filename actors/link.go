@@ -355,9 +355,13 @@ func (l *Link) Done() <-chan struct{} {
 	return l.done
 }
 
-// finished marks the connection finished, once, and lets whoever waits on Done go.
+// finished marks the connection finished and lets whoever waits on Done go.
 func (l *Link) finished() {
 	l.mu.Lock()
+	if l.over {
+		l.mu.Unlock()
+		return
+	}
 	l.over = true
 	if l.done != nil {
 		close(l.done)

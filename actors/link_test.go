@@ -83,10 +83,18 @@ func TestLinkAbortAfterCutsOffAClientThatReadsNothing(t *testing.T) {
 	if _, err := a.Write([]byte{0}); err == nil {
 		t.Error("the socket is still open")
 	}
-	// Once finished, a later abortAfter starts nothing.
-	l.abortAfter(time.Millisecond)
-	if l.cutoff == nil || l.cutoff.Stop() {
+	if l.cutoff.Stop() {
 		t.Error("the cutoff timer is still running after the connection finished")
+	}
+
+	// A Link finished already arms nothing.
+	c, d := net.Pipe()
+	defer d.Close()
+	done := newLink(c, &Stats{}, 16, 16, time.Hour)
+	done.Abort() // no writer runs: finished at once
+	done.abortAfter(time.Millisecond)
+	if done.cutoff != nil {
+		t.Error("abortAfter armed a timer for a finished connection")
 	}
 }
 
