@@ -234,11 +234,7 @@ func (p *Properties) decodeValue(c *cursor, id PropertyID) error {
 		if v, err = c.binary(); err != nil {
 			return err
 		}
-		if id == PropCorrelationData {
-			p.decodingExt().correlationData = v
-		} else {
-			p.decodingExt().authData = v
-		}
+		*p.decodingExt().bin(id) = v
 	case kindPair: // collected in a second pass
 		if _, err = c.str(); err != nil {
 			return err
@@ -359,10 +355,7 @@ func (p *Properties) size(ctx uint8) (int, error) {
 			}
 			n += 3 + len(s)
 		case kindBinary:
-			b := p.x().correlationData
-			if id == PropAuthenticationData {
-				b = p.x().authData
-			}
+			b := *p.x().bin(id)
 			if len(b) > maxField {
 				return 0, fieldTooLong(id.String(), len(b))
 			}
@@ -435,10 +428,8 @@ func (p *Properties) appendTo(dst []byte) []byte {
 			for _, v := range p.subIDs {
 				dst = appendVarint(append(dst, byte(id)), int(v))
 			}
-		case PropCorrelationData:
-			dst = appendBinary(append(dst, byte(id)), p.x().correlationData)
-		case PropAuthenticationData:
-			dst = appendBinary(append(dst, byte(id)), p.x().authData)
+		case PropCorrelationData, PropAuthenticationData:
+			dst = appendBinary(append(dst, byte(id)), *p.x().bin(id))
 		case PropUserProperty:
 			for _, u := range p.x().user {
 				dst = appendString(appendString(append(dst, byte(id)), u.Key), u.Value)

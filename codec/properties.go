@@ -135,15 +135,21 @@ func (p *Properties) removeExt(id PropertyID) {
 	}
 	e := p.own()
 	switch id {
-	case PropCorrelationData:
-		e.correlationData = nil
-	case PropAuthenticationData:
-		e.authData = nil
+	case PropCorrelationData, PropAuthenticationData:
+		*e.bin(id) = nil
 	case PropUserProperty:
 		e.user = nil
 	default:
 		*e.str(id) = ""
 	}
+}
+
+// bin is the field of binary property id: Correlation Data or Authentication Data.
+func (e *propsExt) bin(id PropertyID) *[]byte {
+	if id == PropCorrelationData {
+		return &e.correlationData
+	}
+	return &e.authData
 }
 
 // str is the field of string property id.
