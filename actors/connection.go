@@ -128,7 +128,7 @@ func (c *Connection) start(ctx actor.Context) {
 	c.link = newLink(c.conn, c.env.Stats, cfg.Connections.WriterQueue, cfg.Router.CreditWindow, cfg.Connections.WriteTimeout.Std())
 	c.link.Version = c.version
 	c.rd = newReader(c.env, ctx.Self(), c.conn, c.link)
-	go c.rd.run() // the Link starts its writer when there is something to write
+	Workers.Go(c.rd.run) // the Link starts its writer when there is something to write
 
 }
 

@@ -71,7 +71,13 @@ func NewEnv(sys *actor.ActorSystem, cfg config.Config, log *zap.Logger, st store
 
 // plainProps is Env.Props without instrumentation.
 func plainProps(_ string, p actor.Producer, mw ...actor.MailboxMiddleware) *actor.Props {
-	return actor.PropsFromProducer(p, actor.WithMailbox(Mailbox(mw...)))
+	return NewProps(p, mw)
+}
+
+// NewProps is the props of every actor the broker spawns: the mailbox here, with the
+// middlewares mw, run by Workers.
+func NewProps(p actor.Producer, mw []actor.MailboxMiddleware, opts ...actor.PropsOption) *actor.Props {
+	return actor.PropsFromProducer(p, append(opts, actor.WithMailbox(Mailbox(mw...)), actor.WithDispatcher(Workers))...)
 }
 
 // shardOf picks the router shard of a topic name or of an exact (wildcard-free) filter: the same

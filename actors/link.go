@@ -36,7 +36,7 @@ type Link struct {
 	aliasMax    uint16 // the client's Topic Alias Maximum (outbound aliases)
 	maxQueue    int
 	writeTimout time.Duration
-	// runWriter is l.run, made once: "go l.run()" would allocate its closure for every burst.
+	// runWriter is l.run, made once: the method value would allocate at every burst.
 	runWriter func()
 
 	mu      sync.Mutex
@@ -218,7 +218,7 @@ func (l *Link) appendLocked(it outItem) {
 	l.running = true
 	l.mu.Unlock()
 	if start {
-		go l.runWriter()
+		Workers.Go(l.runWriter)
 	}
 }
 

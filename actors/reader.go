@@ -43,7 +43,7 @@ type reader struct {
 	raw       syscall.RawConn
 	poll      *poller
 	pollID    uint64 // registration in the poller, 0 before the first park
-	serveFn   func() // serve, bound once: "go r.serve()" would allocate a closure at every wake
+	serveFn   func() // serve, bound once: the method value would allocate at every wake
 	state     atomic.Int32
 	pollFirst bool         // the next arm adds the socket to the epoll set
 	deadline  atomic.Int64 // keep-alive deadline while parked (unix ns)
@@ -294,7 +294,7 @@ func (r *reader) stopParking() {
 // wake is the poller's: the socket is readable (or closed by the peer).
 func (r *reader) wake() {
 	if r.state.CompareAndSwap(readerParked, readerRunning) {
-		go r.serveFn()
+		Workers.Go(r.serveFn)
 	}
 }
 

@@ -97,9 +97,7 @@ func (p *probe) MessageReceived(m any) {
 // middlewares, and the probe learns its actor's PID and parent when protoactor initialises it.
 func (in *introspector) props(kind string, prod actor.Producer, mw ...actor.MailboxMiddleware) *actor.Props {
 	pr := &probe{in: in, kind: kind, shard: kind == actors.KindShard}
-	return actor.PropsFromProducer(prod,
-		actor.WithMailbox(actors.Mailbox(append(mw, pr)...)),
-		actor.WithOnInit(pr.init))
+	return actors.NewProps(prod, append(mw, pr), actor.WithOnInit(pr.init))
 }
 
 // init runs once, at spawn, before the mailbox starts: the probe learns its actor and is

@@ -1,0 +1,95 @@
+package actors
+
+import (
+	"sync"
+	"testing"
+	"time"
+)
+
+// waitCounts polls p until it holds want; the deadline only keeps a broken pool from
+// hanging the test.
+func waitCounts(t *testing.T, p *workerPool, want poolCounts) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		got := p.counts()
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pool holds %+v, want %+v", got, want)
+		}
+	}
+}
+
+// turns runs n turns on p that block until the returned release is called, and waits until
+// all have started.
+func turns(p *workerPool, n int) (release func()) {
+	gate := make(chan struct{})
+	var started sync.WaitGroup
+	started.Add(n)
+	for range n {
+		p.Go(func() {
+			started.Done()
+			<-gate
+		})
+	}
+	started.Wait()
+	return func() { close(gate) }
+}
+
+func TestWorkersRunTurnsOnParkedWorkers(t *testing.T) {
+	p := newWorkerPool(4, time.Hour)
+	for range 3 {
+		ran := make(chan struct{})
+		p.Go(func() { close(ran) })
+		<-ran
+		// One goroutine started in all: the parked worker runs every later turn.
+		waitCounts(t, p, poolCounts{idle: 1, alive: 1, started: 1})
+	}
+}
+
+// The parked workers are bounded: a burst of turns beyond the bound ends its extra workers
+// when it is over, and the next burst reuses the parked ones before starting any.
+func TestWorkersParkNoMoreThanTheirBound(t *testing.T) {
+	const bound, burst = 4, 10
+	p := newWorkerPool(bound, time.Hour)
+	release := turns(p, burst)
+	if c := p.counts(); c.started != burst || c.idle != 0 {
+		t.Fatalf("%d turns at once: the pool holds %+v, want %d started and none parked", burst, c, burst)
+	}
+	release()
+	waitCounts(t, p, poolCounts{idle: bound, alive: bound, started: burst})
+
+	release = turns(p, bound+1) // the parked ones and one new
+	if c := p.counts(); c.started != burst+1 || c.idle != 0 {
+		t.Fatalf("%d turns at once with %d parked: the pool holds %+v, want %d started", bound+1, bound, c, burst+1)
+	}
+	release()
+	waitCounts(t, p, poolCounts{idle: bound, alive: bound, started: burst + 1})
+}
+
+// A worker parked through a whole trim interval ends; one that ran meanwhile stays.
+func TestWorkersIdleForAnIntervalEnd(t *testing.T) {
+	p := newWorkerPool(8, time.Hour) // the test calls trimIdle itself
+	turns(p, 3)()
+	waitCounts(t, p, poolCounts{idle: 3, alive: 3, started: 3})
+
+	p.trimIdle() // the first interval begins; all three parked before it
+	waitCounts(t, p, poolCounts{idle: 3, alive: 3, started: 3})
+	turns(p, 1)() // one runs in the first interval and parks again
+	waitCounts(t, p, poolCounts{idle: 3, alive: 3, started: 3})
+
+	p.trimIdle() // the two idle through the first interval end
+	waitCounts(t, p, poolCounts{idle: 1, alive: 1, started: 3})
+	p.trimIdle()
+	waitCounts(t, p, poolCounts{idle: 0, alive: 0, started: 3})
+	p.mu.Lock()
+	armed := p.armed
+	p.mu.Unlock()
+	if armed {
+		t.Fatal("the trim timer is armed with no worker parked")
+	}
+
+	turns(p, 1)() // an emptied pool starts a worker again
+	waitCounts(t, p, poolCounts{idle: 1, alive: 1, started: 4})
+}
