@@ -7,6 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/actormq/actormq/actors"
 )
 
 // newMetrics serves /metrics from a registry of its own. The broker's collector reads the
@@ -46,6 +48,8 @@ var (
 	descMailbox       = desc("mailbox_depth", "Messages waiting in actor mailboxes, summed by actor kind.", "kind")
 	descMailboxMax    = desc("mailbox_depth_max", "The deepest actor mailbox of each kind.", "kind")
 	descRestarts      = desc("actor_restarts_total", "Actor restarts by their supervisor, by kind.", "kind")
+	descParked        = desc("parked_workers", "Goroutines parked for the next actor, reader or writer turn "+
+		"(counted in go_goroutines; each ends after a second unused).")
 )
 
 type brokerCollector struct{ b Backend }
@@ -53,7 +57,7 @@ type brokerCollector struct{ b Backend }
 func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnOpen, descConnections, descConnects, descDisconnects,
 		descMsgsIn, descMsgsOut, descBytesIn, descBytesOut, descDropped, descSlowClosed, descRetained, descSessions,
-		descSubscriptions, descInflight, descQueued, descActors, descMailbox, descMailboxMax, descRestarts} {
+		descSubscriptions, descInflight, descQueued, descActors, descMailbox, descMailboxMax, descRestarts, descParked} {
 		ch <- d
 	}
 }
@@ -108,4 +112,5 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	for kind, n := range c.b.RestartsByKind() {
 		counter(descRestarts, float64(n), kind)
 	}
+	gauge(descParked, float64(actors.ParkedWorkers()))
 }

@@ -311,6 +311,7 @@ func TestMetricsAndPage(t *testing.T) {
 		`actormq_mailbox_depth{kind="session"} 3`,
 		`actormq_connections{listener="mqtt5",protocol="5.0"} 1`,
 		`actormq_inflight_messages 2`,
+		"actormq_parked_workers ",
 		"go_goroutines",
 	} {
 		if !strings.Contains(string(body), want) {
