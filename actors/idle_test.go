@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"net"
-	"runtime"
 	"testing"
 	"time"
 
@@ -69,7 +68,7 @@ func (c *idleClient) read() codec.Packet {
 }
 
 // goroutines is the process's goroutines but the parked workers, which come and go with load.
-func goroutines() int { return runtime.NumGoroutine() - actors.ParkedWorkers() }
+func goroutines() int { return actors.UnparkedGoroutines() }
 
 // settle waits until goroutines are at most limit, and returns the count.
 func settle(limit int) int {

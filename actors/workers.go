@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"runtime"
 	"sync"
 	"time"
 )
@@ -14,7 +15,11 @@ import (
 //
 // At most maxIdleWorkers park, the last parked first to run (its stack is the warmest), and a
 // worker left parked through a whole trim interval ends, so an idle broker keeps none.
-var Workers = newWorkerPool(maxIdleWorkers, time.Second)
+//
+// Race builds park none (workersParked): the pool's mutex, taken at the end of one turn and
+// the start of the next, would tell the race detector that unrelated turns are ordered and
+// hide their races. The pool's own tests use pools of their own.
+var Workers = newWorkerPool(workersParked, time.Second)
 
 // maxIdleWorkers bounds the parked workers: enough for the turns of a few hundred busy
 // connections at once (a fan-out to 100 subscribers has 300), and at most a few MB of stacks
@@ -50,8 +55,13 @@ func newWorkerPool(max int, interval time.Duration) *workerPool {
 	return p
 }
 
-// Go runs fn on a parked worker, or on a new goroutine when none is parked.
+// Go runs fn on a parked worker, or on a new goroutine when none is parked. A pool that parks
+// none starts a goroutine and touches nothing shared.
 func (p *workerPool) Go(fn func()) {
+	if p.max == 0 {
+		go fn()
+		return
+	}
 	p.mu.Lock()
 	if n := len(p.idle); n > 0 {
 		w := p.idle[n-1]
@@ -120,12 +130,20 @@ func (p *workerPool) trimIdle() {
 	}
 }
 
-// ParkedWorkers is how many of the process's goroutines are Workers' parked workers. They
-// come and go with load, so a count of goroutines kept to find leaks leaves them out.
+// ParkedWorkers is how many of the process's goroutines are Workers' parked workers.
 func ParkedWorkers() int {
 	Workers.mu.Lock()
 	defer Workers.mu.Unlock()
 	return len(Workers.idle)
+}
+
+// UnparkedGoroutines is the process's goroutines but Workers' parked workers, which come and go
+// with load: the count to watch for leaks. Both are read under the pool's lock, so no worker
+// parks between the two (one being trimmed may still be counted, which errs on the safe side).
+func UnparkedGoroutines() int {
+	Workers.mu.Lock()
+	defer Workers.mu.Unlock()
+	return runtime.NumGoroutine() - len(Workers.idle)
 }
 
 // poolCounts is what a pool holds and has done, for tests.

@@ -93,3 +93,22 @@ func TestWorkersIdleForAnIntervalEnd(t *testing.T) {
 	turns(p, 1)() // an emptied pool starts a worker again
 	waitCounts(t, p, poolCounts{idle: 1, alive: 1, started: 4})
 }
+
+// The trim timer ends idle workers by itself, and is armed again once the pool has emptied.
+func TestWorkersTrimOnTheirTimer(t *testing.T) {
+	p := newWorkerPool(4, 10*time.Millisecond)
+	turns(p, 3)()
+	waitCounts(t, p, poolCounts{idle: 0, alive: 0, started: 3})
+	turns(p, 2)()
+	waitCounts(t, p, poolCounts{idle: 0, alive: 0, started: 5})
+}
+
+// A pool that parks none (Workers in race builds) runs each turn on a goroutine of its own.
+func TestWorkersParkingNoneStillRunTurns(t *testing.T) {
+	p := newWorkerPool(0, time.Hour)
+	turns(p, 3)()
+	turns(p, 2)()
+	if c := p.counts(); c != (poolCounts{}) {
+		t.Fatalf("a pool that parks none holds %+v, want nothing", c)
+	}
+}

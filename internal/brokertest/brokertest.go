@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -119,7 +118,7 @@ func start(t testing.TB, extra zapcore.Core, mutate []func(*config.Config)) *Bro
 
 // goroutines is the process's goroutines but the broker's parked workers, which a burst of
 // load leaves for a second or two (actors.Workers).
-func goroutines() int { return runtime.NumGoroutine() - actors.ParkedWorkers() }
+func goroutines() int { return actors.UnparkedGoroutines() }
 
 // CheckNoLeaks waits until the broker's actor count is back at its baseline (sessions that
 // outlive their connections by design are the test's business: it must end them) and the
