@@ -38,7 +38,7 @@ func turns(p *workerPool, n int) (release func()) {
 }
 
 func TestWorkersRunTurnsOnParkedWorkers(t *testing.T) {
-	p := newWorkerPool(4, time.Hour)
+	p := newWorkerPool(4, 1, time.Hour)
 	for range 3 {
 		ran := make(chan struct{})
 		p.Go(func() { close(ran) })
@@ -52,7 +52,7 @@ func TestWorkersRunTurnsOnParkedWorkers(t *testing.T) {
 // when it is over, and the next burst reuses the parked ones before starting any.
 func TestWorkersParkNoMoreThanTheirBound(t *testing.T) {
 	const bound, burst = 4, 10
-	p := newWorkerPool(bound, time.Hour)
+	p := newWorkerPool(bound, 1, time.Hour)
 	release := turns(p, burst)
 	if c := p.counts(); c.started != burst || c.idle != 0 {
 		t.Fatalf("%d turns at once: the pool holds %+v, want %d started and none parked", burst, c, burst)
@@ -70,7 +70,7 @@ func TestWorkersParkNoMoreThanTheirBound(t *testing.T) {
 
 // A worker parked through a whole trim interval ends; one that ran meanwhile stays.
 func TestWorkersIdleForAnIntervalEnd(t *testing.T) {
-	p := newWorkerPool(8, time.Hour) // the test calls trimIdle itself
+	p := newWorkerPool(8, 1, time.Hour) // the test calls trimIdle itself
 	turns(p, 3)()
 	waitCounts(t, p, poolCounts{idle: 3, alive: 3, started: 3})
 
@@ -83,10 +83,7 @@ func TestWorkersIdleForAnIntervalEnd(t *testing.T) {
 	waitCounts(t, p, poolCounts{idle: 1, alive: 1, started: 3})
 	p.trimIdle()
 	waitCounts(t, p, poolCounts{idle: 0, alive: 0, started: 3})
-	p.mu.Lock()
-	armed := p.armed
-	p.mu.Unlock()
-	if armed {
+	if p.armed.Load() {
 		t.Fatal("the trim timer is armed with no worker parked")
 	}
 
@@ -96,7 +93,7 @@ func TestWorkersIdleForAnIntervalEnd(t *testing.T) {
 
 // The trim timer ends idle workers by itself, and is armed again once the pool has emptied.
 func TestWorkersTrimOnTheirTimer(t *testing.T) {
-	p := newWorkerPool(4, 10*time.Millisecond)
+	p := newWorkerPool(4, 1, 10*time.Millisecond)
 	turns(p, 3)()
 	waitCounts(t, p, poolCounts{idle: 0, alive: 0, started: 3})
 	turns(p, 2)()
@@ -105,10 +102,41 @@ func TestWorkersTrimOnTheirTimer(t *testing.T) {
 
 // A pool that parks none (Workers in race builds) runs each turn on a goroutine of its own.
 func TestWorkersParkingNoneStillRunTurns(t *testing.T) {
-	p := newWorkerPool(0, time.Hour)
+	p := newWorkerPool(0, 1, time.Hour)
 	turns(p, 3)()
 	turns(p, 2)()
 	if c := p.counts(); c != (poolCounts{}) {
 		t.Fatalf("a pool that parks none holds %+v, want nothing", c)
 	}
+}
+
+// With a shard per P, each shard parks at most its share of the bound, and the trim ends the
+// parked workers of every shard.
+func TestWorkersShardsKeepTheBound(t *testing.T) {
+	const bound, procs, burst = 128, 4, 200
+	p := newWorkerPool(bound, procs, time.Hour)
+	if len(p.shards) != procs {
+		t.Fatalf("%d shards for %d Ps, want %d", len(p.shards), procs, procs)
+	}
+	turns(p, burst)()
+	waitFor := func(what string, cond func(poolCounts) bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !cond(p.counts()); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the pool holds %+v, want %s", p.counts(), what)
+			}
+		}
+	}
+	waitFor("every worker parked or ended", func(c poolCounts) bool { return c.alive == c.idle })
+	if c := p.counts(); c.started != burst || c.idle > bound || c.idle == 0 {
+		t.Fatalf("after %d turns at once the pool holds %+v, want %d started and 1–%d parked", burst, c, burst, bound)
+	}
+	for i := range p.shards {
+		if n := len(p.shards[i].idle); n > bound/procs {
+			t.Errorf("shard %d parks %d workers, want at most %d", i, n, bound/procs)
+		}
+	}
+	p.trimIdle()
+	p.trimIdle()
+	waitCounts(t, p, poolCounts{idle: 0, alive: 0, started: burst})
 }
