@@ -125,6 +125,7 @@ func (p *workerPool) work(fn func(), sh *workerShard) {
 	w := &worker{next: make(chan func(), 1), shard: sh}
 	for fn != nil {
 		fn()
+		fn = nil // a parked worker keeps nothing of its last turn alive
 		if !p.park(w) {
 			return
 		}
