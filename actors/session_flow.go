@@ -296,7 +296,9 @@ func (s *Session) nextPacketID() uint16 {
 // complete removes a finished outbound message and lets the next one go.
 func (s *Session) complete(ctx actor.Context, o *outMsg) {
 	st := s.st
-	st.progress = time.Now()
+	if len(st.parked) > 0 {
+		st.progress = time.Now() // read only while messages wait (checkStall); parking sets it anew
+	}
 	st.stalled = false
 	o.done = true
 	delete(st.inflight, o.id)
