@@ -70,6 +70,8 @@ func newWorkerPool(max, procs int, interval time.Duration) *workerPool {
 	p := &workerPool{shards: make([]workerShard, n), mask: uint32(n - 1), interval: interval}
 	for i := range p.shards {
 		p.shards[i].max = max / n
+		// Made whole at once: grown by append, the shards' small arrays could share a cache line.
+		p.shards[i].idle = make([]*worker, 0, max/n)
 	}
 	p.trim = time.AfterFunc(time.Hour, p.trimIdle)
 	p.trim.Stop()

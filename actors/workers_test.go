@@ -140,3 +140,55 @@ func TestWorkersShardsKeepTheBound(t *testing.T) {
 	p.trimIdle()
 	waitCounts(t, p, poolCounts{idle: 0, alive: 0, started: burst})
 }
+
+// A worker that parks in a shard the running trim has already looked at must find the timer
+// armed: the trim disarms it before it looks, and the park arms it again.
+func TestWorkersParkingDuringATrimArmsTheTimer(t *testing.T) {
+	for {
+		p := newWorkerPool(64, 2, time.Hour) // the test runs trimIdle itself
+		turns(p, 1)()
+		waitCounts(t, p, poolCounts{idle: 1, alive: 1, started: 1})
+		if p.shards[0].alive != 1 {
+			continue // wanted: the worker in shard 0, which the trim looks at first
+		}
+		release := turns(p, 1) // the worker runs; nothing is parked
+		p.shards[1].mu.Lock()  // the trim will wait here, after shard 0
+		done := make(chan struct{})
+		go func() { p.trimIdle(); close(done) }()
+		for p.tick.Load() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(20 * time.Millisecond) // (had it not looked at shard 0 yet, it would find the worker there: armed either way)
+		release()
+		for parked := 0; parked == 0; time.Sleep(time.Millisecond) {
+			p.shards[0].mu.Lock()
+			parked = len(p.shards[0].idle)
+			p.shards[0].mu.Unlock()
+		}
+		p.shards[1].mu.Unlock()
+		<-done
+		if !p.armed.Load() {
+			t.Fatal("a worker is parked and the trim timer is disarmed")
+		}
+		return
+	}
+}
+
+// The shards are a power of two at least as many as the Ps, at most 64, and each parks at
+// least 16 workers; together they never park more than the bound.
+func TestWorkersShardCount(t *testing.T) {
+	for _, c := range []struct{ max, procs, shards int }{
+		{1024, 1, 1}, {1024, 2, 2}, {1024, 3, 4}, {1024, 5, 8}, {1024, 33, 64}, {1024, 200, 64},
+		{64, 8, 4}, {100, 4, 4}, {16, 4, 1},
+	} {
+		p := newWorkerPool(c.max, c.procs, time.Hour)
+		total := 0
+		for i := range p.shards {
+			total += p.shards[i].max
+		}
+		if len(p.shards) != c.shards || total > c.max || p.shards[0].max < min(16, c.max) {
+			t.Errorf("max %d, %d Ps: %d shards of %d, want %d shards of at least 16, %d in all at most",
+				c.max, c.procs, len(p.shards), p.shards[0].max, c.shards, c.max)
+		}
+	}
+}
