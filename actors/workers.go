@@ -28,7 +28,9 @@ var Workers = newWorkerPool(workersParked, runtime.GOMAXPROCS(0), time.Second)
 // maxIdleWorkers bounds the parked workers: enough for the turns of a few hundred busy
 // connections at once (a fan-out to 100 subscribers has 300), and at most a few MB of stacks
 // for the second or two they are kept. It bounds memory, not anything a client controls: a
-// turn finding no parked worker starts a goroutine, as without the pool.
+// turn finding no parked worker starts a goroutine, as without the pool. So no turn ever waits
+// for a worker, and a turn that blocks cannot hold up another (a fixed-size pool could
+// deadlock actors that wait on each other, PROTOACTOR.md).
 const maxIdleWorkers = 1024
 
 // dispatcherThroughput is the messages an actor handles in one turn before it yields, as
@@ -87,17 +89,13 @@ func (p *workerPool) Go(fn func()) {
 		return
 	}
 	i := rand.Uint32()
-	sh := &p.shards[i&p.mask]
-	if w := sh.pop(); w != nil {
-		w.next <- fn
-		return
-	}
-	if p.mask != 0 {
-		if w := p.shards[(i+1)&p.mask].pop(); w != nil {
+	for k := range min(2, uint32(len(p.shards))) {
+		if w := p.shards[(i+k)&p.mask].pop(); w != nil {
 			w.next <- fn
 			return
 		}
 	}
+	sh := &p.shards[i&p.mask]
 	sh.mu.Lock()
 	sh.started++
 	sh.alive++
