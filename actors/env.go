@@ -77,7 +77,7 @@ func plainProps(_ string, p actor.Producer, mw ...actor.MailboxMiddleware) *acto
 // NewProps is the props of every actor the broker spawns: the mailbox here, with the
 // middlewares mw, run by Workers.
 func NewProps(p actor.Producer, mw []actor.MailboxMiddleware, opts ...actor.PropsOption) *actor.Props {
-	return actor.PropsFromProducer(p, append(opts, actor.WithMailbox(Mailbox(mw...)), actor.WithDispatcher(Workers))...)
+	return actor.PropsFromProducer(p, append(opts, actor.WithMailbox(mailboxProducer(mw...)), actor.WithDispatcher(Workers))...)
 }
 
 // shardOf picks the router shard of a topic name or of an exact (wildcard-free) filter: the same

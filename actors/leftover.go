@@ -51,10 +51,10 @@ func newMailboxGuard(env *Env) *mailboxGuard {
 	return &mailboxGuard{env: env}
 }
 
-// Mailbox returns the mailbox producer of an actor with middlewares mw: unbounded (the bounds
+// mailboxProducer returns the mailbox producer of an actor with middlewares mw: unbounded (the bounds
 // are kept by credits, PROTOACTOR.md; mailbox.go), safe to post to before the actor has
 // started, and telling a guard among mw its mailbox.
-func Mailbox(mw ...actor.MailboxMiddleware) actor.MailboxProducer {
+func mailboxProducer(mw ...actor.MailboxMiddleware) actor.MailboxProducer {
 	return func() actor.Mailbox {
 		mb := &earlyMailbox{Mailbox: newMailbox(mw)}
 		for _, m := range mw {

@@ -230,7 +230,7 @@ func TestEarlyMailboxTakesSendsDuringSpawn(t *testing.T) {
 				}
 			}
 		})
-	}, actor.WithMailbox(Mailbox()))
+	}, actor.WithMailbox(mailboxProducer()))
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for range 2 {
