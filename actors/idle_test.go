@@ -67,16 +67,14 @@ func (c *idleClient) read() codec.Packet {
 	return p
 }
 
-// goroutines is the process's goroutines but the parked workers, which come and go with load.
-func goroutines() int { return actors.UnparkedGoroutines() }
-
-// settle waits until goroutines are at most limit, and returns the count.
+// settle waits until the goroutines, parked workers left out, are at most limit, and returns
+// their count.
 func settle(limit int) int {
 	deadline := time.Now().Add(5 * time.Second)
-	n := goroutines()
+	n := actors.UnparkedGoroutines()
 	for n > limit && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
-		n = goroutines()
+		n = actors.UnparkedGoroutines()
 	}
 	return n
 }
@@ -112,7 +110,7 @@ func TestIdleConnectionHasNoGoroutine(t *testing.T) {
 	// One connection first, so that the poller's own goroutine is counted in the base.
 	dialIdle(t, addr, codec.V5, "idle-first", nil)
 	time.Sleep(200 * time.Millisecond) // let the broker's start-up goroutines finish
-	base := goroutines()
+	base := actors.UnparkedGoroutines()
 	const n, slack = 50, 5
 	clients := make([]*idleClient, n)
 	for i := range clients {

@@ -1,24 +1,27 @@
 package actors
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 )
 
-// waitCounts polls p until it holds want; the deadline only keeps a broken pool from
+// waitPool polls p until ok holds for its counts; the deadline only keeps a broken pool from
 // hanging the test.
-func waitCounts(t *testing.T, p *workerPool, want poolCounts) {
+func waitPool(t *testing.T, p *workerPool, what string, ok func(poolCounts) bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		got := p.counts()
-		if got == want {
-			return
-		}
+	for deadline := time.Now().Add(10 * time.Second); !ok(p.counts()); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the pool holds %+v, want %+v", got, want)
+			t.Fatalf("the pool holds %+v, want %s", p.counts(), what)
 		}
 	}
+}
+
+// waitCounts waits until p holds exactly want.
+func waitCounts(t *testing.T, p *workerPool, want poolCounts) {
+	t.Helper()
+	waitPool(t, p, fmt.Sprintf("%+v", want), func(c poolCounts) bool { return c == want })
 }
 
 // turns runs n turns on p that block until the returned release is called, and waits until
@@ -119,15 +122,7 @@ func TestWorkersShardsKeepTheBound(t *testing.T) {
 		t.Fatalf("%d shards for %d Ps, want %d", len(p.shards), procs, procs)
 	}
 	turns(p, burst)()
-	waitFor := func(what string, cond func(poolCounts) bool) {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); !cond(p.counts()); time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("the pool holds %+v, want %s", p.counts(), what)
-			}
-		}
-	}
-	waitFor("every worker parked or ended", func(c poolCounts) bool { return c.alive == c.idle })
+	waitPool(t, p, "every worker parked or ended", func(c poolCounts) bool { return c.alive == c.idle })
 	if c := p.counts(); c.started != burst || c.idle > bound || c.idle == 0 {
 		t.Fatalf("after %d turns at once the pool holds %+v, want %d started and 1–%d parked", burst, c, burst, bound)
 	}
