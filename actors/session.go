@@ -343,6 +343,7 @@ func (s *Session) attach(ctx actor.Context, m *attachRequest) {
 	st.expiry, st.will, st.receiveMax = m.expiry, m.will, m.receiveMax
 	st.version = m.link.Version
 	st.disconnectedAt = time.Time{}
+	st.stalled = false // a stall is its connection's: the new one is judged afresh
 	s.storeIfKept()
 
 	m.connack.SessionPresent = present // [MQTT-3.2.2-1..3]

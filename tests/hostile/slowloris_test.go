@@ -503,3 +503,98 @@ func TestIdleSubscriberIsNotStalled(t *testing.T) {
 		t.Errorf("%v messages dropped for a subscriber that was only idle", d)
 	}
 }
+
+// TestStallEndsWithItsConnection: a subscriber found stalled (it read but acknowledged nothing
+// for connections.write_timeout) that connects again is judged afresh. Its new connection's
+// messages wait with their publisher's credit, as any connected subscriber's do, so none is
+// dropped while it catches up. The session used to keep the stall across the takeover, so
+// until the new connection completed a message, what its queue could not hold was dropped.
+func TestStallEndsWithItsConnection(t *testing.T) {
+	h := start(t, func(c *config.Config) {
+		c.MQTT.MaxInflight = 8
+		c.Sessions.MaxQueuedMessages = 10
+		c.Router.CreditWindow = 16
+		c.Connections.WriteTimeout = config.Duration(time.Second) // the bound on a stall
+	})
+	connectKept := func() *brokertest.Conn {
+		c := h.dial(t, codec.V311)
+		p := connectPacket("restall-sub", codec.V311, 30)
+		p.CleanStart = false // the session outlives the connection
+		if err := send(c, p); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	deaf := connectKept()
+	if _, ok := deaf.Read().(*codec.Connack); !ok {
+		t.Fatal("no CONNACK")
+	}
+	deaf.Send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "restall/#", QoS: 1}}})
+	if _, ok := deaf.Read().(*codec.Suback); !ok {
+		t.Fatal("no SUBACK")
+	}
+	go func() { // read everything, acknowledge nothing
+		for {
+			if _, err := deaf.ReadErr(2 * wait); err != nil {
+				return
+			}
+		}
+	}()
+	pub := h.mustConnect(t, "restall-pub", codec.V311, 30)
+	go func() { // PUBACKs are not what this test checks: take them out of the way
+		for {
+			if _, err := pub.ReadErr(2 * wait); err != nil {
+				return
+			}
+		}
+	}()
+	publish := func(phase byte, n int) {
+		for i := range n {
+			if send(pub, &codec.Publish{QoS: 1, PacketID: uint16(int(phase)*n + i + 1), Topic: "restall/t", Payload: []byte{phase, byte(i)}}) != nil {
+				return
+			}
+		}
+	}
+	const n = 100
+	go publish(0, n)
+	dropped := func() float64 {
+		return h.mustMetric(t, "actormq_messages_dropped_total", map[string]string{"reason": "queue_full"})
+	}
+	brokertest.WaitFor(t, wait, "the subscriber that never acknowledges to be found stalled (messages dropped)", func() bool {
+		return dropped() > 0
+	})
+	brokertest.WaitFor(t, wait, "the stalled subscriber's overflow to settle", func() bool {
+		d := dropped()
+		time.Sleep(100 * time.Millisecond)
+		return dropped() == d
+	})
+	before := dropped()
+
+	// The same client again, taking its session over [MQTT-3.1.4-3]. Once connected, it
+	// reads nothing at first, while a burst larger than its window and queue comes for it.
+	sub := connectKept()
+	if p := sub.Read(); p.Type() != codec.TypeConnack || !p.(*codec.Connack).SessionPresent {
+		t.Fatalf("got %s, want CONNACK with Session Present", describe(p))
+	}
+	go publish(1, n)
+	time.Sleep(300 * time.Millisecond) // the window, the queue and the credits fill; less than the write timeout
+	next := 0
+	for next < n {
+		p, err := sub.ReadErr(wait)
+		m, ok := p.(*codec.Publish)
+		if err != nil || !ok {
+			t.Fatalf("after %d of the burst's %d messages: got %s, %v", next, n, describe(p), err)
+		}
+		_ = send(sub, &codec.Puback{PacketID: m.PacketID})
+		if m.Payload[0] == 0 {
+			continue // the first burst's, kept through the stall and sent again [MQTT-4.4.0-1]
+		}
+		if int(m.Payload[1]) != next {
+			t.Fatalf("message %d of the burst: got %d; want every message, in order", next, m.Payload[1])
+		}
+		next++
+	}
+	if d := dropped() - before; d != 0 {
+		t.Errorf("%v messages dropped for a subscriber that had connected again", d)
+	}
+}
