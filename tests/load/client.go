@@ -66,6 +66,11 @@ type dialOpts struct {
 	clean     bool
 	timeout   time.Duration
 	readBuf   int // the read buffer's size; 0: 32 KB, for clients that receive deliveries
+	// held: the connection only connects and is held until closed (connect-rate, idle). It
+	// gets no reader goroutine, no publish window and no write buffer beyond its CONNECT:
+	// thousands are opened per second, and what they would allocate is the generator's
+	// cost, not the broker's.
+	held bool
 }
 
 // dial opens the socket, sends CONNECT and waits for CONNACK. The reader
@@ -78,12 +83,14 @@ func dial(o dialOpts, h onPublish) (*client, error) {
 	c := &client{
 		conn:    conn,
 		ver:     o.ver,
-		wbuf:    make([]byte, 0, 4096),
 		br:      bufio.NewReaderSize(conn, cmp.Or(o.readBuf, 32<<10)),
 		handler: h,
-		suback:  make(chan *codec.Suback, 1),
 		done:    make(chan struct{}),
-		rdone:   make(chan struct{}),
+	}
+	if !o.held {
+		c.wbuf = make([]byte, 0, 4096)
+		c.suback = make(chan *codec.Suback, 1)
+		c.rdone = make(chan struct{})
 	}
 	c.r = codec.NewReader(c.br, 0)
 	c.r.SetVersion(o.ver)
@@ -116,6 +123,9 @@ func dial(o dialOpts, h onPublish) (*client, error) {
 		return nil, fmt.Errorf("CONNACK refused: 0x%02x", byte(ack.ReasonCode))
 	}
 	_ = conn.SetDeadline(time.Time{})
+	if o.held {
+		return c, nil
+	}
 	n := o.inflight
 	if rm, ok := ack.Properties.ReceiveMaximum(); ok && int(rm) < n {
 		n = int(rm)

@@ -34,9 +34,9 @@ func runConnect(o *options, idle bool) (*result, error) {
 				}
 				t := time.Now()
 				d := o.dialOpts(fmt.Sprintf("%s-%x-c%d", o.Prefix, runID, i))
-				// Held connections only read a CONNACK and PINGRESPs: 32 KB each would be
-				// fresh memory (page faults) on every connect, the generator's not the broker's.
-				d.readBuf = 512
+				// Held connections only read a CONNACK: 32 KB each would be fresh memory
+				// (page faults) on every connect, the generator's not the broker's.
+				d.readBuf, d.held = 512, true
 				c, err := dial(d, nil)
 				if err != nil {
 					mu.Lock()
