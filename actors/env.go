@@ -75,10 +75,20 @@ func plainProps(_ string, p actor.Producer, mw ...actor.MailboxMiddleware) *acto
 }
 
 // NewProps is the props of every actor the broker spawns: the mailbox here, with the
-// middlewares mw, run by Workers.
+// middlewares mw, run by Workers. Two actors are spawned per connection: the options that do
+// not depend on the actor are made once.
 func NewProps(p actor.Producer, mw []actor.MailboxMiddleware, opts ...actor.PropsOption) *actor.Props {
-	return actor.PropsFromProducer(p, append(opts, actor.WithMailbox(mailboxProducer(mw...)), actor.WithDispatcher(Workers))...)
+	mailbox := plainMailbox
+	if len(mw) > 0 {
+		mailbox = actor.WithMailbox(mailboxProducer(mw...))
+	}
+	return actor.PropsFromProducer(p, opts...).Configure(mailbox, onWorkers)
 }
+
+var (
+	plainMailbox = actor.WithMailbox(mailboxProducer())
+	onWorkers    = actor.WithDispatcher(Workers)
+)
 
 // shardOf picks the router shard of a topic name or of an exact (wildcard-free) filter: the same
 // function for both, so an exact subscription lives where its topic's messages are routed.
