@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -14,8 +15,9 @@ import (
 )
 
 // onPublish is called on the client's reader goroutine for every PUBLISH it
-// receives. The payload is only valid during the call.
-type onPublish func(payload []byte)
+// receives. The payload is only valid during the call. rx is when the bytes reached the
+// socket (realtime ns, from the kernel), 0 when the socket does not say.
+type onPublish func(payload []byte, rx int64)
 
 // client is the load generator's MQTT client: one socket, one reader
 // goroutine, writes encoded with the project's codec into one reused buffer
@@ -38,6 +40,7 @@ type client struct {
 
 	br *bufio.Reader
 	r  *codec.Reader
+	rx *rxStamper // nil: deliveries are timed when read
 
 	// tokens holds one slot per QoS 1/2 publish that may be in flight;
 	// PUBACK / PUBCOMP give it back.
@@ -71,6 +74,8 @@ type dialOpts struct {
 	// thousands are opened per second, and what they would allocate is the generator's
 	// cost, not the broker's.
 	held bool
+	// timeAtSocket: deliveries are timed by when they reached the socket (rxstamp_linux.go).
+	timeAtSocket bool
 }
 
 // dial opens the socket, sends CONNECT and waits for CONNACK. The reader
@@ -83,10 +88,16 @@ func dial(o dialOpts, h onPublish) (*client, error) {
 	c := &client{
 		conn:    conn,
 		ver:     o.ver,
-		br:      bufio.NewReaderSize(conn, cmp.Or(o.readBuf, 32<<10)),
 		handler: h,
 		done:    make(chan struct{}),
 	}
+	var src io.Reader = conn
+	if h != nil && o.timeAtSocket {
+		if c.rx = newRxStamper(conn); c.rx != nil {
+			src = c.rx
+		}
+	}
+	c.br = bufio.NewReaderSize(src, cmp.Or(o.readBuf, 32<<10))
 	if !o.held {
 		c.wbuf = make([]byte, 0, 4096)
 		c.suback = make(chan *codec.Suback, 1)
@@ -339,7 +350,11 @@ func (c *client) readLoop() {
 				c.writeAck(codec.TypePubrec, p.PacketID)
 			}
 			if c.handler != nil {
-				c.handler(p.Payload)
+				var rx int64
+				if c.rx != nil {
+					rx = c.rx.last
+				}
+				c.handler(p.Payload, rx)
 			}
 		case *codec.Puback:
 			if p.ReasonCode >= 0x80 {

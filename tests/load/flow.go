@@ -52,6 +52,7 @@ type subscriber struct {
 	reorder  int64
 	inWindow int64
 	h        hist
+	timed    [2]int64 // deliveries in h timed at the socket, and when read
 }
 
 // flowRun is one fan-in, fan-out or pairs run.
@@ -69,11 +70,16 @@ type flowRun struct {
 func (f *flowRun) now() int64 { return int64(time.Since(f.t0)) }
 
 func (f *flowRun) handler(s *subscriber) onPublish {
-	return func(b []byte) {
+	wall0 := f.t0.UnixNano()
+	return func(b []byte, rx int64) {
 		if len(b) < hdrSize || binary.LittleEndian.Uint32(b[offRun:]) != f.run || !f.started.Load() {
 			return
 		}
-		now := f.now()
+		now, at := f.now(), 1
+		if rx != 0 {
+			// When it reached the socket, on the clock of the payload's stamp.
+			now, at = min(now, rx-wall0), 0
+		}
 		ts := int64(binary.LittleEndian.Uint64(b[offTS:]))
 		pi := int(binary.LittleEndian.Uint32(b[offPub:]))
 		seq := int64(binary.LittleEndian.Uint64(b[offSeq:]))
@@ -108,6 +114,7 @@ func (f *flowRun) handler(s *subscriber) onPublish {
 			}
 		}
 		if ts >= f.warmEnd && ts < f.stopAt {
+			s.timed[at]++
 			s.h.add(now - ts)
 		}
 		if now >= f.warmEnd && now < f.stopAt {
@@ -372,6 +379,12 @@ func runFlow(o *options) (*result, error) {
 	res.DeliveriesPerS = float64(inWin) / secs
 	res.PublishesPerS = res.DeliveriesPerS / float64(f.pubs[0].fan)
 	res.setLatency(&h)
+	var timed [2]int64
+	for _, s := range f.subs {
+		timed[0] += s.timed[0]
+		timed[1] += s.timed[1]
+	}
+	res.TimedAt = timedAt(timed)
 	res.setCPU(o, m0, m1, inWin)
 	if o.PID > 0 {
 		res.BrokerRSSKB = rss
@@ -428,4 +441,16 @@ func parallel(n, k int, fn func(i int) error) error {
 	}
 	wg.Wait()
 	return first
+}
+
+// timedAt names where the measured deliveries were timed: at the socket, when read, or some
+// of each (the kernel turns receive timestamps on a moment after the first socket asks).
+func timedAt(n [2]int64) string {
+	switch {
+	case n[1] == 0:
+		return "socket"
+	case n[0] == 0:
+		return "reader"
+	}
+	return "socket and reader"
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"net"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,18 +112,31 @@ func TestSmoke(t *testing.T) {
 				t.Fatalf("lost %d, duplicates %d (sent %d, expected %d, delivered %d)",
 					res.Lost, res.Duplicates, res.Sent, res.Expected, res.Delivered)
 			}
+			// The kernel's receive time on Linux TCP (rxstamp_linux.go); it may take a moment
+			// to be turned on, and a smoke run is short.
+			if strings.HasPrefix(c.url, "ws://") || runtime.GOOS != "linux" {
+				if res.TimedAt != "reader" {
+					t.Errorf("deliveries timed at %q, want %q", res.TimedAt, "reader")
+				}
+			} else if res.TimedAt == "reader" {
+				t.Errorf("deliveries timed at %q: none at the socket", res.TimedAt)
+			}
 			t.Logf("%.0f deliveries/s, p99 %.2f ms", res.DeliveriesPerS, res.P99ms)
 		})
 	}
 	t.Run("fixed-rate", func(t *testing.T) {
 		o := smokeOptions("tcp://"+tcp311, "pairs")
 		o.Rate = 2000
+		o.TimeAt = "reader" // as most tools time a delivery
 		res, err := run(o)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if res.Lost != 0 || res.Duplicates != 0 || res.DeliveriesPerS < 1000 || res.DeliveriesPerS > 3000 {
 			t.Fatalf("fixed rate 2000/s: %+v", res)
+		}
+		if res.TimedAt != "reader" {
+			t.Errorf("-time-at reader: deliveries timed at %q", res.TimedAt)
 		}
 	})
 	t.Run("retained", func(t *testing.T) {

@@ -55,6 +55,7 @@ type options struct {
 	Label        string
 	Sources      int
 	CPUProfile   string
+	TimeAt       string
 
 	target target
 	ver    codec.Version
@@ -88,6 +89,7 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Prefix, "prefix", "load", "topic and client id prefix")
 	fs.StringVar(&o.Label, "label", "", "copied into the result (e.g. the broker's name)")
 	fs.BoolVar(&o.Persistent, "persistent", false, "sessions that outlive their connection (3.1.1 clean session off, 5.0 Session Expiry 300 s), which a broker with a store writes to disk")
+	fs.StringVar(&o.TimeAt, "time-at", "socket", "where a delivery is timed: socket (when it reached the subscriber's socket, from the kernel; Linux TCP) or reader (when the subscriber's goroutine got to it, as most tools do)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write the generator's own CPU profile to this file (to see what limits it when it saturates)")
 	fs.IntVar(&o.Sources, "sources", 1, "local addresses 127.0.0.1 … 127.0.0.N to dial from, in turn (past ~14,000 connections per source address, connect(2) itself slows down)")
 }
@@ -119,6 +121,13 @@ func (o *options) check() error {
 	if o.QoS < 0 || o.QoS > 2 {
 		return fmt.Errorf("-qos %d: want 0, 1 or 2", o.QoS)
 	}
+	switch o.TimeAt {
+	case "":
+		o.TimeAt = "socket"
+	case "socket", "reader":
+	default:
+		return fmt.Errorf("-time-at %q: want socket or reader", o.TimeAt)
+	}
 	if o.Size < hdrSize {
 		return fmt.Errorf("-size %d: at least %d bytes", o.Size, hdrSize)
 	}
@@ -132,7 +141,8 @@ func (o *options) check() error {
 }
 
 func (o *options) dialOpts(id string) dialOpts {
-	return dialOpts{addr: o.target, ver: o.ver, clientID: id, keepAlive: 60, inflight: o.Inflight, clean: !o.Persistent, timeout: o.Timeout}
+	return dialOpts{addr: o.target, ver: o.ver, clientID: id, keepAlive: 60, inflight: o.Inflight, clean: !o.Persistent, timeout: o.Timeout,
+		timeAtSocket: o.TimeAt != "reader"}
 }
 
 // result is the JSON line of one run.
@@ -164,6 +174,10 @@ type result struct {
 	P90ms float64 `json:"p90_ms,omitempty"`
 	P99ms float64 `json:"p99_ms,omitempty"`
 	MaxMs float64 `json:"max_ms,omitempty"`
+	// TimedAt says where deliveries were timed: "socket" (the kernel's receive time, Linux TCP),
+	// "reader" (when the subscriber's goroutine got to them: WebSocket, other systems) or
+	// "socket and reader".
+	TimedAt string `json:"timed_at,omitempty"`
 
 	ConnectsPerS   float64 `json:"connects_per_s,omitempty"`
 	Connections    int     `json:"connections,omitempty"`
@@ -264,7 +278,7 @@ func (r *result) summary(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  %d pubs → %d subs, %s, %.0fs\n", r.Pubs, r.Subs, mode, r.Seconds)
 		fmt.Fprintf(w, "  deliveries/s %.0f  (publishes/s %.0f)\n", r.DeliveriesPerS, r.PublishesPerS)
-		fmt.Fprintf(w, "  latency p50 %.2f  p90 %.2f  p99 %.2f  max %.2f ms\n", r.P50ms, r.P90ms, r.P99ms, r.MaxMs)
+		fmt.Fprintf(w, "  latency p50 %.2f  p90 %.2f  p99 %.2f  max %.2f ms (timed at the %s)\n", r.P50ms, r.P90ms, r.P99ms, r.MaxMs, r.TimedAt)
 		fmt.Fprintf(w, "  sent %d  expected %d  delivered %d  lost %d  duplicates %d  reordered %d  stalls %d\n",
 			r.Sent, r.Expected, r.Delivered, r.Lost, r.Duplicates, r.Reordered, r.Stalls)
 	case "retained":

@@ -59,7 +59,7 @@ func runRetained(o *options) (*result, error) {
 	var lastAt atomic.Int64
 	t0 := time.Now()
 	done := make(chan struct{})
-	sub, err := dial(o.dialOpts(fmt.Sprintf("%s-%x-rs", o.Prefix, runID)), func(b []byte) {
+	sub, err := dial(o.dialOpts(fmt.Sprintf("%s-%x-rs", o.Prefix, runID)), func(b []byte, _ int64) {
 		if len(b) < hdrSize || binary.LittleEndian.Uint32(b[offRun:]) != runID {
 			return
 		}
