@@ -447,6 +447,8 @@ func parallel(n, k int, fn func(i int) error) error {
 // of each (the kernel turns receive timestamps on a moment after the first socket asks).
 func timedAt(n [2]int64) string {
 	switch {
+	case n[0] == 0 && n[1] == 0:
+		return "" // nothing measured
 	case n[1] == 0:
 		return "socket"
 	case n[0] == 0:
