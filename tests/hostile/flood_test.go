@@ -309,10 +309,7 @@ func TestQoS2Flood(t *testing.T) {
 	h := start(t, func(c *config.Config) { c.MQTT.ReceiveMaximum = receiveMax })
 	y := h.bystander(t)
 	sub := h.mustConnect(t, "qos2-sink", codec.V311, 30)
-	sub.Send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "qos2/#", QoS: 0}}})
-	if _, ok := sub.Read().(*codec.Suback); !ok {
-		t.Fatal("no SUBACK")
-	}
+	subscribe(t, sub, "qos2/#", 0)
 
 	t.Run("5.0 past the Receive Maximum", func(t *testing.T) {
 		c := h.mustConnect(t, "qos2-flood-5", codec.V5, 30)

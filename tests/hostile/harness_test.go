@@ -237,6 +237,25 @@ func (h *harness) mustConnect(t testing.TB, id string, v codec.Version, keepAliv
 	return c
 }
 
+// subscribe subscribes c to filter and waits for its SUBACK.
+func subscribe(t testing.TB, c *brokertest.Conn, filter string, qos byte) {
+	t.Helper()
+	c.Send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: filter, QoS: qos}}})
+	if _, ok := c.Read().(*codec.Suback); !ok {
+		t.Fatal("no SUBACK")
+	}
+}
+
+// readAll reads and drops whatever c is sent, answering nothing, until its connection ends
+// (or nothing comes for twice the test's wait). Run it as a goroutine.
+func readAll(c *brokertest.Conn) {
+	for {
+		if _, err := c.ReadErr(2 * wait); err != nil {
+			return
+		}
+	}
+}
+
 // dial opens a socket to the listener of version v and sends nothing.
 func (h *harness) dial(t testing.TB, v codec.Version) *brokertest.Conn {
 	t.Helper()

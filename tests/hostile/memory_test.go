@@ -136,10 +136,7 @@ func TestMemoryCeiling(t *testing.T) {
 		var subs []*brokertest.Conn
 		for i := range stalled {
 			c := h.mustConnect(t, fmt.Sprintf("stalled-%d", i), codec.V5, 60)
-			c.Send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "memory/stall", QoS: 0}}})
-			if _, ok := c.Read().(*codec.Suback); !ok {
-				t.Fatal("no SUBACK")
-			}
+			subscribe(t, c, "memory/stall", 0)
 			subs = append(subs, c) // never read again
 		}
 		pub := h.mustConnect(t, "stall-publisher", codec.V5, 60)

@@ -193,17 +193,11 @@ func TestSlowConsumer(t *testing.T) {
 		if ack := c.Connect(fmt.Sprintf("slow-%d", i)); ack.ReasonCode != codec.Success {
 			t.Fatalf("slow consumer refused: %v", ack.ReasonCode)
 		}
-		c.Send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "flood/#", QoS: 0}}})
-		if _, ok := c.Read().(*codec.Suback); !ok {
-			t.Fatal("no SUBACK")
-		}
+		subscribe(t, c, "flood/#", 0)
 		slow = append(slow, c) // and never read again
 	}
 	healthy := h.mustConnect(t, "healthy", codec.V311, 30)
-	healthy.Send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "flood/#", QoS: 1}}})
-	if _, ok := healthy.Read().(*codec.Suback); !ok {
-		t.Fatal("no SUBACK")
-	}
+	subscribe(t, healthy, "flood/#", 1)
 	pub := h.mustConnect(t, "publisher", codec.V311, 30)
 
 	// Heap while the flood goes on, sampled.
@@ -332,10 +326,7 @@ func TestAcknowledgementsNotRead(t *testing.T) {
 	})
 	y := h.bystander(t)
 	c := h.mustConnect(t, "deaf", codec.V5, 30)
-	c.Send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "deaf/t", QoS: 0}}})
-	if _, ok := c.Read().(*codec.Suback); !ok {
-		t.Fatal("no SUBACK")
-	}
+	subscribe(t, c, "deaf/t", 0)
 	const offered = 96 << 20
 	pub, _ := encode(codec.V5, &codec.Publish{QoS: 1, PacketID: 1, Topic: "deaf/t", Payload: make([]byte, 16<<10)})
 	before := h.Stats().BytesIn.Load()
@@ -398,36 +389,28 @@ func TestPipelinerPausesReading(t *testing.T) {
 	y.check(t)
 }
 
+// stallLimits are the small limits of the stall tests: a window of 8, a queue of 10, 16
+// credits, and connections.write_timeout (the bound on a stall) of a second.
+func stallLimits(c *config.Config) {
+	c.MQTT.MaxInflight = 8
+	c.Sessions.MaxQueuedMessages = 10
+	c.Router.CreditWindow = 16
+	c.Connections.WriteTimeout = config.Duration(time.Second)
+}
+
 // TestSubscriberNeverAcks: a QoS 1 subscriber that reads everything it is sent but never
 // acknowledges it. Its window (mqtt.max_inflight) fills, then its queue; what comes next for
 // it is parked, holding the publisher's credits, but for connections.write_timeout at most:
 // then its queue's limit and drop policy apply, and the publisher and the healthy subscriber
 // go on.
 func TestSubscriberNeverAcks(t *testing.T) {
-	h := start(t, func(c *config.Config) {
-		c.MQTT.MaxInflight = 8
-		c.Sessions.MaxQueuedMessages = 10
-		c.Router.CreditWindow = 16
-		c.Connections.WriteTimeout = config.Duration(time.Second) // the bound on a stall
-	})
+	h := start(t, stallLimits)
 	y := h.bystander(t)
 	deaf := h.mustConnect(t, "never-acks", codec.V311, 30)
-	deaf.Send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "acks/#", QoS: 1}}})
-	if _, ok := deaf.Read().(*codec.Suback); !ok {
-		t.Fatal("no SUBACK")
-	}
-	go func() { // read everything, acknowledge nothing
-		for {
-			if _, err := deaf.ReadErr(2 * wait); err != nil {
-				return
-			}
-		}
-	}()
+	subscribe(t, deaf, "acks/#", 1)
+	go readAll(deaf) // read everything, acknowledge nothing
 	healthy := h.mustConnect(t, "acks-healthy", codec.V311, 30)
-	healthy.Send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "acks/#", QoS: 1}}})
-	if _, ok := healthy.Read().(*codec.Suback); !ok {
-		t.Fatal("no SUBACK")
-	}
+	subscribe(t, healthy, "acks/#", 1)
 	pub := h.mustConnect(t, "acks-publisher", codec.V311, 30)
 	const n = 200
 	go func() {
@@ -461,17 +444,9 @@ func TestSubscriberNeverAcks(t *testing.T) {
 // began and dropped what its queue could not hold (the rare failure of TestSubscriberNeverAcks
 // under -race, whose healthy subscriber idled while the deaf one held the publisher).
 func TestIdleSubscriberIsNotStalled(t *testing.T) {
-	h := start(t, func(c *config.Config) {
-		c.MQTT.MaxInflight = 8
-		c.Sessions.MaxQueuedMessages = 10
-		c.Router.CreditWindow = 16
-		c.Connections.WriteTimeout = config.Duration(time.Second)
-	})
+	h := start(t, stallLimits)
 	sub := h.mustConnect(t, "idle-sub", codec.V311, 30)
-	sub.Send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "idle/#", QoS: 1}}})
-	if _, ok := sub.Read().(*codec.Suback); !ok {
-		t.Fatal("no SUBACK")
-	}
+	subscribe(t, sub, "idle/#", 1)
 	pub := h.mustConnect(t, "idle-pub", codec.V311, 30)
 	// One message completed, then idle for longer than the write timeout.
 	pub.Send(&codec.Publish{QoS: 1, PacketID: 1, Topic: "idle/t", Payload: []byte{0}})
@@ -510,44 +485,14 @@ func TestIdleSubscriberIsNotStalled(t *testing.T) {
 // dropped while it catches up. The session used to keep the stall across the takeover, so
 // until the new connection completed a message, what its queue could not hold was dropped.
 func TestStallEndsWithItsConnection(t *testing.T) {
-	h := start(t, func(c *config.Config) {
-		c.MQTT.MaxInflight = 8
-		c.Sessions.MaxQueuedMessages = 10
-		c.Router.CreditWindow = 16
-		c.Connections.WriteTimeout = config.Duration(time.Second) // the bound on a stall
-	})
-	connectKept := func() *brokertest.Conn {
-		c := h.dial(t, codec.V311)
-		p := connectPacket("restall-sub", codec.V311, 30)
-		p.CleanStart = false // the session outlives the connection
-		if err := send(c, p); err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	deaf := connectKept()
-	if _, ok := deaf.Read().(*codec.Connack); !ok {
-		t.Fatal("no CONNACK")
-	}
-	deaf.Send(&codec.Subscribe{PacketID: 1, Subscriptions: []codec.Subscription{{Filter: "restall/#", QoS: 1}}})
-	if _, ok := deaf.Read().(*codec.Suback); !ok {
-		t.Fatal("no SUBACK")
-	}
-	go func() { // read everything, acknowledge nothing
-		for {
-			if _, err := deaf.ReadErr(2 * wait); err != nil {
-				return
-			}
-		}
-	}()
+	h := start(t, stallLimits)
+	kept := func(p *codec.Connect) { p.CleanStart = false } // the session outlives the connection
+	deaf := h.dial(t, codec.V311)
+	deaf.Connect("restall-sub", kept)
+	subscribe(t, deaf, "restall/#", 1)
+	go readAll(deaf) // read everything, acknowledge nothing
 	pub := h.mustConnect(t, "restall-pub", codec.V311, 30)
-	go func() { // PUBACKs are not what this test checks: take them out of the way
-		for {
-			if _, err := pub.ReadErr(2 * wait); err != nil {
-				return
-			}
-		}
-	}()
+	go readAll(pub) // PUBACKs are not what this test checks: take them out of the way
 	publish := func(phase byte, n int) {
 		for i := range n {
 			if send(pub, &codec.Publish{QoS: 1, PacketID: uint16(int(phase)*n + i + 1), Topic: "restall/t", Payload: []byte{phase, byte(i)}}) != nil {
@@ -572,9 +517,9 @@ func TestStallEndsWithItsConnection(t *testing.T) {
 
 	// The same client again, taking its session over [MQTT-3.1.4-3]. Once connected, it
 	// reads nothing at first, while a burst larger than its window and queue comes for it.
-	sub := connectKept()
-	if p := sub.Read(); p.Type() != codec.TypeConnack || !p.(*codec.Connack).SessionPresent {
-		t.Fatalf("got %s, want CONNACK with Session Present", describe(p))
+	sub := h.dial(t, codec.V311)
+	if ack := sub.Connect("restall-sub", kept); !ack.SessionPresent {
+		t.Fatalf("got %s, want CONNACK with Session Present", describe(ack))
 	}
 	go publish(1, n)
 	time.Sleep(300 * time.Millisecond) // the window, the queue and the credits fill; less than the write timeout
