@@ -52,8 +52,14 @@ type subscriber struct {
 	reorder  int64
 	inWindow int64
 	h        hist
-	timed    [2]int64 // deliveries in h timed at the socket, and when read
+	timed    [2]int64 // deliveries in h by where they were timed: [atSocket], [atReader]
 }
+
+// Where a delivery was timed (subscriber.timed).
+const (
+	atSocket = iota // the kernel's receive time (rxstamp_linux.go)
+	atReader        // when the subscriber's goroutine got to it
+)
 
 // flowRun is one fan-in, fan-out or pairs run.
 type flowRun struct {
@@ -75,10 +81,10 @@ func (f *flowRun) handler(s *subscriber) onPublish {
 		if len(b) < hdrSize || binary.LittleEndian.Uint32(b[offRun:]) != f.run || !f.started.Load() {
 			return
 		}
-		now, at := f.now(), 1
+		now, at := f.now(), atReader
 		if rx != 0 {
 			// When it reached the socket, on the clock of the payload's stamp.
-			now, at = min(now, rx-wall0), 0
+			now, at = min(now, rx-wall0), atSocket
 		}
 		ts := int64(binary.LittleEndian.Uint64(b[offTS:]))
 		pi := int(binary.LittleEndian.Uint32(b[offPub:]))
@@ -381,8 +387,8 @@ func runFlow(o *options) (*result, error) {
 	res.setLatency(&h)
 	var timed [2]int64
 	for _, s := range f.subs {
-		timed[0] += s.timed[0]
-		timed[1] += s.timed[1]
+		timed[atSocket] += s.timed[atSocket]
+		timed[atReader] += s.timed[atReader]
 	}
 	res.TimedAt = timedAt(timed)
 	res.setCPU(o, m0, m1, inWin)
@@ -447,11 +453,11 @@ func parallel(n, k int, fn func(i int) error) error {
 // of each (the kernel turns receive timestamps on a moment after the first socket asks).
 func timedAt(n [2]int64) string {
 	switch {
-	case n[0] == 0 && n[1] == 0:
+	case n[atSocket] == 0 && n[atReader] == 0:
 		return "" // nothing measured
-	case n[1] == 0:
+	case n[atReader] == 0:
 		return "socket"
-	case n[0] == 0:
+	case n[atSocket] == 0:
 		return "reader"
 	}
 	return "socket and reader"

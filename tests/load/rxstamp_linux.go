@@ -33,10 +33,7 @@ func newRxStamper(conn net.Conn) *rxStamper {
 	if err != nil {
 		return nil
 	}
-	var serr error
-	if err := raw.Control(func(fd uintptr) {
-		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1)
-	}); err != nil || serr != nil {
+	if turnOn(raw, syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS) != nil {
 		return nil
 	}
 	r := &rxStamper{raw: raw}
@@ -57,11 +54,12 @@ func (r *rxStamper) Read(b []byte) (int, error) {
 
 func (r *rxStamper) recv(fd uintptr) bool {
 	n, oobn, _, _, err := syscall.Recvmsg(int(fd), r.b, r.oob[:], 0)
+	for err == syscall.EINTR {
+		n, oobn, _, _, err = syscall.Recvmsg(int(fd), r.b, r.oob[:], 0)
+	}
 	switch {
 	case err == syscall.EAGAIN:
 		return false
-	case err == syscall.EINTR:
-		return r.recv(fd)
 	case err != nil:
 		r.err = err
 		return true

@@ -9,10 +9,13 @@ import "syscall"
 const ipBindAddressNoPort = 24
 
 func bindNoPort(_, _ string, c syscall.RawConn) error {
+	return turnOn(c, syscall.IPPROTO_IP, ipBindAddressNoPort)
+}
+
+// turnOn sets the socket option (level, opt) of c to 1.
+func turnOn(c syscall.RawConn, level, opt int) error {
 	var serr error
-	if err := c.Control(func(fd uintptr) {
-		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, ipBindAddressNoPort, 1)
-	}); err != nil {
+	if err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), level, opt, 1) }); err != nil {
 		return err
 	}
 	return serr
