@@ -23,6 +23,9 @@
 #   SOURCES     -sources of the load generator (local addresses to dial from) [1]
 #   ONE_CORE    1: also run actormq with GOMAXPROCS=1 ("actormq1"), the same binary and
 #               config on its own ports: the broker on one core, as Mosquitto is     [0]
+#   FLOOR       1: also run tests/load/floor ("floor"), the least a Go server does per
+#               connection (CONNECT in, CONNACK out, a goroutine per socket), in the
+#               connect and idle workloads only: the yardstick for those two          [0]
 #
 # Needs: go, mosquitto, python3 (for the medians), taskset (util-linux).
 set -euo pipefail
@@ -37,6 +40,7 @@ SOURCES=${SOURCES:-1}
 BROKERS="mosquitto actormq"
 [ "${ONE_CORE:-0}" = 1 ] && BROKERS="$BROKERS actormq1"
 [ -n "${MOCHI_BIN:-}" ] && BROKERS="$BROKERS mochi"
+[ "${FLOOR:-0}" = 1 ] && BROKERS="$BROKERS floor"
 MQTTBENCH_DIR=${MQTTBENCH_DIR:-/work/shared/mqttbench}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$(mktemp -d /tmp/bench-side-by-side.XXXXXX)}
@@ -77,6 +81,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 echo "building into $OUT" >&2
 if [ -n "${ACTORMQ_BIN:-}" ]; then cp "$ACTORMQ_BIN" "$OUT/actormq"; else (cd "$ROOT" && go build -o "$OUT/actormq" .); fi
 (cd "$ROOT" && go build -o "$OUT/load" ./tests/load)
+if [ "${FLOOR:-0}" = 1 ]; then (cd "$ROOT" && go build -o "$OUT/floor" ./tests/load/floor); fi
 if [ "$CROSS" = 1 ]; then (cd "$MQTTBENCH_DIR" && go build -o "$OUT/mqttbench" .); fi
 
 BROKER_CPU=()
@@ -88,8 +93,14 @@ case "$PIN" in
   *) echo "PIN must be client, both or none" >&2; exit 2 ;;
 esac
 
-# Mosquitto: defaults (max_queued_messages 1000, max_inflight_messages 20), TCP and WebSocket.
+# Every port is picked before any broker starts: a port picked while a broker that was given
+# another is still starting could be the same one.
 MQ_PORT=$(free_port); MQ_WS=$(free_port)
+A_TCP=$(free_port); A_TCP5=$(free_port); A_WS=$(free_port)
+A1_TCP=$(free_port); A1_TCP5=$(free_port); A1_WS=$(free_port)
+M_TCP=$(free_port); M_WS=$(free_port); F_TCP=$(free_port)
+
+# Mosquitto: defaults (max_queued_messages 1000, max_inflight_messages 20), TCP and WebSocket.
 cat >"$OUT/mosquitto.conf" <<EOF
 listener $MQ_PORT 127.0.0.1
 allow_anonymous true
@@ -107,7 +118,6 @@ start_mosquitto() {
 start_mosquitto
 
 # actormq: the generated default config, listeners on free loopback ports, no console.
-A_TCP=$(free_port); A_TCP5=$(free_port); A_WS=$(free_port)
 "$OUT/actormq" -config "$OUT/actormq.toml" -check >/dev/null
 sed -i -e "s|^address = \":1883\"|address = \"127.0.0.1:$A_TCP\"|" \
        -e "s|^address = \":1884\"|address = \"127.0.0.1:$A_TCP5\"|" \
@@ -120,8 +130,8 @@ start_actormq() {
 }
 start_actormq
 # actormq1 (optional): the same broker limited to one core (Go's GOMAXPROCS), on its own ports.
-A1_TCP=$(free_port); A1_WS=$(free_port); A1_PID=
-sed -e "s|127.0.0.1:$A_TCP\"|127.0.0.1:$A1_TCP\"|" -e "s|127.0.0.1:$A_TCP5\"|127.0.0.1:$(free_port)\"|" \
+A1_PID=
+sed -e "s|127.0.0.1:$A_TCP\"|127.0.0.1:$A1_TCP\"|" -e "s|127.0.0.1:$A_TCP5\"|127.0.0.1:$A1_TCP5\"|" \
     -e "s|127.0.0.1:$A_WS\"|127.0.0.1:$A1_WS\"|" -e 's|^data_dir = "data"|data_dir = "data1"|' \
     "$OUT/actormq.toml" >"$OUT/actormq1.toml"
 start_actormq1() {
@@ -131,25 +141,34 @@ start_actormq1() {
 }
 start_actormq1
 # mochi (optional): TCP and WebSocket on free loopback ports.
-M_TCP=$(free_port); M_WS=$(free_port); M_PID=
+M_PID=
 start_mochi() {
   [ -n "${MOCHI_BIN:-}" ] || return 0
   "${BROKER_CPU[@]}" "$MOCHI_BIN" -tcp "127.0.0.1:$M_TCP" -ws "127.0.0.1:$M_WS" >>"$OUT/mochi.log" 2>&1 &
   M_PID=$!; PIDS+=("$M_PID")
 }
 start_mochi
+# floor (optional): a yardstick for the connect and idle workloads, not a broker.
+F_PID=
+start_floor() {
+  [ "${FLOOR:-0}" = 1 ] || return 0
+  "${BROKER_CPU[@]}" "$OUT/floor" -tcp "127.0.0.1:$F_TCP" >>"$OUT/floor.log" 2>&1 &
+  F_PID=$!; PIDS+=("$F_PID")
+}
+start_floor
 sleep 1
 # restart_brokers gives the idle workload fresh processes: a broker's RSS after heavier
 # workloads includes freed heap it reuses, which hides the cost of new connections.
 restart_brokers() {
-  kill "$MQ_PID" "$A_PID" $A1_PID $M_PID 2>/dev/null || true
-  wait "$MQ_PID" "$A_PID" $A1_PID $M_PID 2>/dev/null || true
-  start_mosquitto; start_actormq; start_actormq1; start_mochi
+  kill "$MQ_PID" "$A_PID" $A1_PID $M_PID $F_PID 2>/dev/null || true
+  wait "$MQ_PID" "$A_PID" $A1_PID $M_PID $F_PID 2>/dev/null || true
+  start_mosquitto; start_actormq; start_actormq1; start_mochi; start_floor
   sleep 1
 }
 kill -0 "$MQ_PID" || { echo "mosquitto did not start: $(cat "$OUT/mosquitto.log")" >&2; exit 1; }
 kill -0 "$A_PID" || { echo "actormq did not start: $(cat "$OUT/actormq.log")" >&2; exit 1; }
 [ -z "$A1_PID" ] || kill -0 "$A1_PID" || { echo "actormq1 did not start: $(cat "$OUT/actormq1.log")" >&2; exit 1; }
+[ -z "$F_PID" ] || kill -0 "$F_PID" || { echo "floor did not start: $(cat "$OUT/floor.log")" >&2; exit 1; }
 
 url() { # broker ws?
   case "$1/$2" in
@@ -161,9 +180,10 @@ url() { # broker ws?
     actormq1/1) echo "ws://127.0.0.1:$A1_WS/mqtt" ;;
     mochi/0) echo "tcp://127.0.0.1:$M_TCP" ;;
     mochi/1) echo "ws://127.0.0.1:$M_WS/mqtt" ;;
+    floor/0) echo "tcp://127.0.0.1:$F_TCP" ;;
   esac
 }
-pid_of() { case "$1" in mosquitto) echo "$MQ_PID" ;; mochi) echo "$M_PID" ;; actormq1) echo "$A1_PID" ;; *) echo "$A_PID" ;; esac; }
+pid_of() { case "$1" in mosquitto) echo "$MQ_PID" ;; mochi) echo "$M_PID" ;; floor) echo "$F_PID" ;; actormq1) echo "$A1_PID" ;; *) echo "$A_PID" ;; esac; }
 
 selected() { [ -z "${ONLY:-}" ] && return 0; for o in $ONLY; do [ "$o" = "$1" ] && return 0; done; return 1; }
 
@@ -175,6 +195,7 @@ for round in $(seq 1 "$ROUNDS"); do
     selected "$name" || continue
     case "$name" in fanin_q0_cpu|retained_q1_n|connect_cpu) continue ;; esac # read from fanin_q0 / retained_q1 / connect
     for broker in $BROKERS; do
+      [ "$broker" = floor ] && case "$name" in connect|idle) ;; *) continue ;; esac
       for tool in load mqttbench; do
         [ "$tool" = mqttbench ] && [ "$CROSS" != 1 ] && continue
         if [ "$name" = idle ]; then restart_brokers; fi
@@ -205,6 +226,7 @@ import json, statistics, sys
 raw, wl, cross = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 mochi = "mochi" in sys.argv[4].split()
 one = "actormq1" in sys.argv[4].split()
+floor = "floor" in sys.argv[4].split()
 rows = [json.loads(l) for l in open(raw) if l.strip()]
 def metric(r, key, tool):
     if tool == "mqttbench":
@@ -222,9 +244,10 @@ def fmt(v):
     if abs(v) >= 10: return f"{v:.1f}"
     return f"{v:.2f}"
 tools = ["load"] + (["mqttbench"] if cross else [])
-per = 3 + (2 if mochi else 0) + (2 if one else 0)
+per = 3 + (2 if mochi else 0) + (2 if one else 0) + (2 if floor else 0)
 hdr = "| workload | " + " | ".join(f"mosquitto ({t}) | actormq ({t}) | ratio ({t})" + (f" | mochi ({t}) | actormq/mochi ({t})" if mochi else "")
-                                  + (f" | actormq, 1 core ({t}) | 1 core/mosquitto ({t})" if one else "") for t in tools) + " |"
+                                  + (f" | actormq, 1 core ({t}) | 1 core/mosquitto ({t})" if one else "")
+                                  + (f" | Go floor ({t}) | actormq/floor ({t})" if floor else "") for t in tools) + " |"
 print(hdr); print("|" + "---|" * (1 + per * len(tools)))
 for line in open(wl):
     line = line.rstrip("\n")
@@ -242,12 +265,16 @@ for line in open(wl):
         if one:
             a1, _ = med(name, "actormq1", t, key)
             cells += [fmt(a1), fmt(a1 / m) if (a1 is not None and m) else "—"]
+        if floor:
+            f, _ = med(name, "floor", t, key)
+            cells += [fmt(f), fmt(a / f) if (a is not None and f) else "—"]
     if all(c == "—" for c in cells): continue
     print(f"| {what} | " + " | ".join(cells) + " |")
 errs = [x for x in rows if x["r"].get("error")]
 lost = [x for x in rows if x["r"].get("qos", 0) >= 1 and (x["r"].get("lost") or 0) > 0]
 print()
-print(f"runs: {len(rows)}, with an error: {len(errs)}, QoS≥1 runs with lost > 0: {len(lost)}; medians of the rounds; ratio = actormq / mosquitto" + (", actormq/mochi = actormq / mochi" if mochi else ""))
+print(f"runs: {len(rows)}, with an error: {len(errs)}, QoS≥1 runs with lost > 0: {len(lost)}; medians of the rounds; ratio = actormq / mosquitto" + (", actormq/mochi = actormq / mochi" if mochi else "")
+      + ("; the Go floor is tests/load/floor, connect and idle only" if floor else ""))
 for x in errs: print(f"- error: {x['name']} {x['broker']} {x['tool']} round {x['round']}: {x['r']['error'][:160]}")
 for x in lost: print(f"- lost: {x['name']} {x['broker']} {x['tool']} round {x['round']}: {x['r']['lost']}")
 sat = [x for x in rows if x["r"].get("client_saturated")]
