@@ -23,9 +23,10 @@
 #   SOURCES     -sources of the load generator (local addresses to dial from) [1]
 #   ONE_CORE    1: also run actormq with GOMAXPROCS=1 ("actormq1"), the same binary and
 #               config on its own ports: the broker on one core, as Mosquitto is     [0]
-#   FLOOR       1: also run tests/load/floor ("floor"), the least a Go server does per
-#               connection (CONNECT in, CONNACK out, a goroutine per socket), in the
-#               connect and idle workloads only: the yardstick for those two          [0]
+#   FLOOR       1: also run tests/load/floor, the least a Go server does per connection
+#               (CONNECT in, CONNACK out), as "floor" (net's goroutine per socket) and
+#               "rawfloor" (-raw: raw descriptors in one epoll set, as Mosquitto works),
+#               in the connect and idle workloads only: the yardsticks for those two  [0]
 #
 # Needs: go, mosquitto, python3 (for the medians), taskset (util-linux).
 set -euo pipefail
@@ -40,7 +41,7 @@ SOURCES=${SOURCES:-1}
 BROKERS="mosquitto actormq"
 [ "${ONE_CORE:-0}" = 1 ] && BROKERS="$BROKERS actormq1"
 [ -n "${MOCHI_BIN:-}" ] && BROKERS="$BROKERS mochi"
-[ "${FLOOR:-0}" = 1 ] && BROKERS="$BROKERS floor"
+[ "${FLOOR:-0}" = 1 ] && BROKERS="$BROKERS floor rawfloor"
 MQTTBENCH_DIR=${MQTTBENCH_DIR:-/work/shared/mqttbench}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$(mktemp -d /tmp/bench-side-by-side.XXXXXX)}
@@ -98,7 +99,7 @@ esac
 MQ_PORT=$(free_port); MQ_WS=$(free_port)
 A_TCP=$(free_port); A_TCP5=$(free_port); A_WS=$(free_port)
 A1_TCP=$(free_port); A1_TCP5=$(free_port); A1_WS=$(free_port)
-M_TCP=$(free_port); M_WS=$(free_port); F_TCP=$(free_port)
+M_TCP=$(free_port); M_WS=$(free_port); F_TCP=$(free_port); RF_TCP=$(free_port)
 
 # Mosquitto: defaults (max_queued_messages 1000, max_inflight_messages 20), TCP and WebSocket.
 cat >"$OUT/mosquitto.conf" <<EOF
@@ -148,20 +149,22 @@ start_mochi() {
   M_PID=$!; PIDS+=("$M_PID")
 }
 start_mochi
-# floor (optional): a yardstick for the connect and idle workloads, not a broker.
-F_PID=
+# floor and rawfloor (optional): yardsticks for the connect and idle workloads, not brokers.
+F_PID=; RF_PID=
 start_floor() {
   [ "${FLOOR:-0}" = 1 ] || return 0
   "${BROKER_CPU[@]}" "$OUT/floor" -tcp "127.0.0.1:$F_TCP" >>"$OUT/floor.log" 2>&1 &
   F_PID=$!; PIDS+=("$F_PID")
+  "${BROKER_CPU[@]}" "$OUT/floor" -raw -tcp "127.0.0.1:$RF_TCP" >>"$OUT/rawfloor.log" 2>&1 &
+  RF_PID=$!; PIDS+=("$RF_PID")
 }
 start_floor
 sleep 1
 # restart_brokers gives the idle workload fresh processes: a broker's RSS after heavier
 # workloads includes freed heap it reuses, which hides the cost of new connections.
 restart_brokers() {
-  kill "$MQ_PID" "$A_PID" $A1_PID $M_PID $F_PID 2>/dev/null || true
-  wait "$MQ_PID" "$A_PID" $A1_PID $M_PID $F_PID 2>/dev/null || true
+  kill "$MQ_PID" "$A_PID" $A1_PID $M_PID $F_PID $RF_PID 2>/dev/null || true
+  wait "$MQ_PID" "$A_PID" $A1_PID $M_PID $F_PID $RF_PID 2>/dev/null || true
   start_mosquitto; start_actormq; start_actormq1; start_mochi; start_floor
   sleep 1
 }
@@ -169,6 +172,7 @@ kill -0 "$MQ_PID" || { echo "mosquitto did not start: $(cat "$OUT/mosquitto.log"
 kill -0 "$A_PID" || { echo "actormq did not start: $(cat "$OUT/actormq.log")" >&2; exit 1; }
 [ -z "$A1_PID" ] || kill -0 "$A1_PID" || { echo "actormq1 did not start: $(cat "$OUT/actormq1.log")" >&2; exit 1; }
 [ -z "$F_PID" ] || kill -0 "$F_PID" || { echo "floor did not start: $(cat "$OUT/floor.log")" >&2; exit 1; }
+[ -z "$RF_PID" ] || kill -0 "$RF_PID" || { echo "rawfloor did not start: $(cat "$OUT/rawfloor.log")" >&2; exit 1; }
 
 url() { # broker ws?
   case "$1/$2" in
@@ -181,9 +185,10 @@ url() { # broker ws?
     mochi/0) echo "tcp://127.0.0.1:$M_TCP" ;;
     mochi/1) echo "ws://127.0.0.1:$M_WS/mqtt" ;;
     floor/0) echo "tcp://127.0.0.1:$F_TCP" ;;
+    rawfloor/0) echo "tcp://127.0.0.1:$RF_TCP" ;;
   esac
 }
-pid_of() { case "$1" in mosquitto) echo "$MQ_PID" ;; mochi) echo "$M_PID" ;; floor) echo "$F_PID" ;; actormq1) echo "$A1_PID" ;; *) echo "$A_PID" ;; esac; }
+pid_of() { case "$1" in mosquitto) echo "$MQ_PID" ;; mochi) echo "$M_PID" ;; floor) echo "$F_PID" ;; rawfloor) echo "$RF_PID" ;; actormq1) echo "$A1_PID" ;; *) echo "$A_PID" ;; esac; }
 
 selected() { [ -z "${ONLY:-}" ] && return 0; for o in $ONLY; do [ "$o" = "$1" ] && return 0; done; return 1; }
 
@@ -195,7 +200,7 @@ for round in $(seq 1 "$ROUNDS"); do
     selected "$name" || continue
     case "$name" in fanin_q0_cpu|retained_q1_n|connect_cpu) continue ;; esac # read from fanin_q0 / retained_q1 / connect
     for broker in $BROKERS; do
-      [ "$broker" = floor ] && case "$name" in connect|idle) ;; *) continue ;; esac
+      case "$broker" in floor|rawfloor) case "$name" in connect|idle) ;; *) continue ;; esac ;; esac
       for tool in load mqttbench; do
         [ "$tool" = mqttbench ] && [ "$CROSS" != 1 ] && continue
         if [ "$name" = idle ]; then restart_brokers; fi
@@ -244,10 +249,10 @@ def fmt(v):
     if abs(v) >= 10: return f"{v:.1f}"
     return f"{v:.2f}"
 tools = ["load"] + (["mqttbench"] if cross else [])
-per = 3 + (2 if mochi else 0) + (2 if one else 0) + (2 if floor else 0)
+per = 3 + (2 if mochi else 0) + (2 if one else 0) + (4 if floor else 0)
 hdr = "| workload | " + " | ".join(f"mosquitto ({t}) | actormq ({t}) | ratio ({t})" + (f" | mochi ({t}) | actormq/mochi ({t})" if mochi else "")
                                   + (f" | actormq, 1 core ({t}) | 1 core/mosquitto ({t})" if one else "")
-                                  + (f" | Go floor ({t}) | actormq/floor ({t})" if floor else "") for t in tools) + " |"
+                                  + (f" | Go floor ({t}) | actormq/floor ({t}) | raw Go floor ({t}) | actormq/raw floor ({t})" if floor else "") for t in tools) + " |"
 print(hdr); print("|" + "---|" * (1 + per * len(tools)))
 for line in open(wl):
     line = line.rstrip("\n")
@@ -266,15 +271,16 @@ for line in open(wl):
             a1, _ = med(name, "actormq1", t, key)
             cells += [fmt(a1), fmt(a1 / m) if (a1 is not None and m) else "—"]
         if floor:
-            f, _ = med(name, "floor", t, key)
-            cells += [fmt(f), fmt(a / f) if (a is not None and f) else "—"]
+            for fl in ("floor", "rawfloor"):
+                f, _ = med(name, fl, t, key)
+                cells += [fmt(f), fmt(a / f) if (a is not None and f) else "—"]
     if all(c == "—" for c in cells): continue
     print(f"| {what} | " + " | ".join(cells) + " |")
 errs = [x for x in rows if x["r"].get("error")]
 lost = [x for x in rows if x["r"].get("qos", 0) >= 1 and (x["r"].get("lost") or 0) > 0]
 print()
 print(f"runs: {len(rows)}, with an error: {len(errs)}, QoS≥1 runs with lost > 0: {len(lost)}; medians of the rounds; ratio = actormq / mosquitto" + (", actormq/mochi = actormq / mochi" if mochi else "")
-      + ("; the Go floor is tests/load/floor, connect and idle only" if floor else ""))
+      + ("; the Go floors are tests/load/floor (raw: -raw), connect and idle only" if floor else ""))
 for x in errs: print(f"- error: {x['name']} {x['broker']} {x['tool']} round {x['round']}: {x['r']['error'][:160]}")
 for x in lost: print(f"- lost: {x['name']} {x['broker']} {x['tool']} round {x['round']}: {x['r']['lost']}")
 sat = [x for x in rows if x["r"].get("client_saturated")]

@@ -1,10 +1,15 @@
 // Command floor is the least a Go MQTT server can do per connection, to measure brokers'
-// connect cost against: one goroutine per socket in Go's net package, which reads the
-// CONNECT, answers a CONNACK that accepts it (3.1, 3.1.1 or 5.0), answers PINGREQ and
-// otherwise discards what comes until the client goes. No sessions, no subscriptions, no
-// checks: it is a yardstick, not a broker (docs/BENCHMARKS.md, "the floor of a Go connect").
+// connect cost against. It reads the CONNECT, answers a CONNACK that accepts it (3.1, 3.1.1
+// or 5.0), answers PINGREQ and otherwise discards what comes until the client goes. No
+// sessions, no subscriptions, no checks: it is a yardstick, not a broker (docs/BENCHMARKS.md,
+// "the floor of a Go connect").
 //
-//	go run ./tests/load/floor -tcp 127.0.0.1:1885
+// By default it uses Go's net package as any Go server does: a goroutine per socket, blocked
+// in Read. With -raw (Linux) it does what Mosquitto does instead: no goroutine and no netpoller
+// registration per socket, but accept4, read and write on raw descriptors and one epoll set
+// for them all, harvested by one goroutine.
+//
+//	go run ./tests/load/floor -tcp 127.0.0.1:1885 [-raw]
 package main
 
 import (
@@ -20,7 +25,20 @@ import (
 
 func main() {
 	addr := flag.String("tcp", "127.0.0.1:1885", "address to listen on")
+	raw := flag.Bool("raw", false, "raw descriptors and one epoll set instead of net's goroutine per socket (Linux)")
 	flag.Parse()
+	if *raw {
+		s, err := listenRaw(*addr)
+		if err == nil {
+			fmt.Fprintln(os.Stderr, "floor: listening on", s.Addr(), "(raw)")
+			err = s.serve()
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "floor:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "floor:", err)
@@ -46,8 +64,8 @@ func serve(ln net.Listener) {
 	}
 }
 
-// handle runs one connection: CONNACK for the CONNECT, PINGRESP for each PINGREQ, the end
-// at DISCONNECT, EOF or anything it cannot frame.
+// handle runs one connection of net's kind until answer ends it, EOF, or a packet it cannot
+// frame.
 func handle(c net.Conn) {
 	defer c.Close()
 	br := bufio.NewReaderSize(c, 512)
@@ -57,27 +75,44 @@ func handle(c net.Conn) {
 		if err != nil {
 			return
 		}
-		switch {
-		case first && typ == 1: // CONNECT: protocol name (2+n bytes), then the level
-			if len(body) < 2 || len(body) < 3+int(body[1]) {
-				return
-			}
-			ack := []byte{0x20, 2, 0, 0}
-			if body[2+int(body[1])] == 5 {
-				ack = []byte{0x20, 3, 0, 0, 0} // and an empty property length
-			}
-			if _, err := c.Write(ack); err != nil {
-				return
-			}
-			first = false
-		case first || typ == 14: // no CONNECT first, or DISCONNECT
-			return
-		case typ == 12: // PINGREQ
-			if _, err := c.Write([]byte{0xd0, 0}); err != nil {
+		reply, end := answer(&first, typ, body)
+		if reply != nil {
+			if _, err := c.Write(reply); err != nil {
 				return
 			}
 		}
+		if end {
+			return
+		}
 	}
+}
+
+var (
+	connack311 = []byte{0x20, 2, 0, 0}
+	connack5   = []byte{0x20, 3, 0, 0, 0} // and an empty property length
+	pingresp   = []byte{0xd0, 0}
+)
+
+// answer is what a packet gets: a CONNACK for the CONNECT, a PINGRESP for each PINGREQ,
+// nothing for the rest; the connection ends at a DISCONNECT, or at a first packet that is not
+// a CONNECT. first is whether the CONNECT is still to come.
+func answer(first *bool, typ byte, body []byte) (reply []byte, end bool) {
+	switch {
+	case *first && typ == 1: // CONNECT: protocol name (2+n bytes), then the level
+		if len(body) < 3 || len(body) < 3+int(body[1]) {
+			return nil, true
+		}
+		*first = false
+		if body[2+int(body[1])] == 5 {
+			return connack5, false
+		}
+		return connack311, false
+	case *first || typ == 14:
+		return nil, true
+	case typ == 12:
+		return pingresp, false
+	}
+	return nil, false
 }
 
 // maxBody bounds what one packet may make it allocate: enough for any CONNECT a load
@@ -91,24 +126,33 @@ func readPacket(br *bufio.Reader) (typ byte, body []byte, err error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	n, err := remainingLength(br)
+	if err != nil {
+		return 0, nil, err
+	}
+	body = make([]byte, n)
+	_, err = io.ReadFull(br, body)
+	return h >> 4, body, err
+}
+
+// remainingLength reads a fixed header's Remaining Length, at most maxBody.
+func remainingLength(r io.ByteReader) (int, error) {
 	n, shift := 0, 0
 	for {
-		b, err := br.ReadByte()
+		b, err := r.ReadByte()
 		if err != nil {
-			return 0, nil, err
+			return 0, err
 		}
 		n |= int(b&0x7f) << shift
 		if b < 0x80 {
 			break
 		}
 		if shift += 7; shift > 21 {
-			return 0, nil, io.ErrUnexpectedEOF
+			return 0, errors.New("a Remaining Length of more than 4 bytes")
 		}
 	}
 	if n > maxBody {
-		return 0, nil, fmt.Errorf("a packet of %d bytes", n)
+		return 0, fmt.Errorf("a packet of %d bytes", n)
 	}
-	body = make([]byte, n)
-	_, err = io.ReadFull(br, body)
-	return h >> 4, body, err
+	return n, nil
 }

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// rawServer is the floor with -raw: the listener's goroutine accepts with accept4 and adds
+// each socket to one epoll set; one goroutine harvests the set, reads with read(2) and answers
+// with write(2). Go's netpoller waits for the listening socket and for the epoll descriptor,
+// not for the connections. (net's own listener cannot be used: its RawConn does not read.)
+type rawServer struct {
+	ln   *os.File // the listening socket
+	ep   *os.File // the epoll set
+	epfd int
+	addr net.Addr
+
+	mu    sync.Mutex
+	conns map[int32]*rawConn // by descriptor
+}
+
+// rawConn is what a connection keeps between reads: whether its CONNECT has come, and the
+// start of a packet that has not all arrived.
+type rawConn struct {
+	first   bool
+	pending []byte
+}
+
+// listenRaw opens a non-blocking listening socket on addr (host:port, port 0 for any) and
+// an epoll set for its connections.
+func listenRaw(addr string) (*rawServer, error) {
+	ta, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	family, sa := syscall.AF_INET6, syscall.Sockaddr(nil)
+	if ip4 := ta.IP.To4(); ip4 != nil || ta.IP == nil {
+		a := &syscall.SockaddrInet4{Port: ta.Port}
+		copy(a.Addr[:], ip4)
+		family, sa = syscall.AF_INET, a
+	} else {
+		a := &syscall.SockaddrInet6{Port: ta.Port}
+		copy(a.Addr[:], ta.IP.To16())
+		sa = a
+	}
+	fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("socket", err)
+	}
+	_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+	if err := syscall.Bind(fd, sa); err != nil {
+		syscall.Close(fd)
+		return nil, os.NewSyscallError("bind", err)
+	}
+	if err := syscall.Listen(fd, syscall.SOMAXCONN); err != nil {
+		syscall.Close(fd)
+		return nil, os.NewSyscallError("listen", err)
+	}
+	s := &rawServer{conns: make(map[int32]*rawConn)}
+	switch a := mustSockname(fd).(type) {
+	case *syscall.SockaddrInet4:
+		s.addr = &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
+	case *syscall.SockaddrInet6:
+		s.addr = &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
+	}
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		syscall.Close(fd)
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	_ = syscall.SetNonblock(epfd, true)
+	// Non-blocking descriptors given to os.NewFile join Go's netpoller.
+	s.ln, s.ep, s.epfd = os.NewFile(uintptr(fd), "floor-listener"), os.NewFile(uintptr(epfd), "floor-epoll"), epfd
+	return s, nil
+}
+
+func mustSockname(fd int) syscall.Sockaddr {
+	sa, _ := syscall.Getsockname(fd)
+	return sa
+}
+
+func (s *rawServer) Addr() net.Addr { return s.addr }
+
+// Close stops accepting and harvesting; connections already accepted stay open.
+func (s *rawServer) Close() error {
+	s.ep.Close()
+	return s.ln.Close()
+}
+
+// serve accepts and serves connections until Close.
+func (s *rawServer) serve() error {
+	ep, err := s.ep.SyscallConn()
+	if err != nil {
+		return err
+	}
+	ln, err := s.ln.SyscallConn()
+	if err != nil {
+		return err
+	}
+	go func() { _ = ep.Read(s.harvest) }()
+	if err := ln.Read(s.accept); !errors.Is(err, os.ErrClosed) {
+		return err
+	}
+	return nil
+}
+
+// accept takes every pending connection; false (nothing pending) makes Go wait for the
+// listener to be readable again.
+func (s *rawServer) accept(lfd uintptr) bool {
+	for {
+		fd, _, err := syscall.Accept4(int(lfd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+		switch {
+		case err == syscall.EAGAIN:
+			return false
+		case err == syscall.EINTR || err == syscall.ECONNABORTED:
+			continue
+		case err != nil:
+			// Out of descriptors: as the default mode, wait and try again.
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		// As Go's net does for every TCP connection it accepts.
+		_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+		s.mu.Lock()
+		s.conns[int32(fd)] = &rawConn{first: true}
+		s.mu.Unlock()
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(fd)}
+		if syscall.EpollCtl(s.epfd, syscall.EPOLL_CTL_ADD, fd, &ev) != nil {
+			s.close(int32(fd))
+		}
+	}
+}
+
+// harvest serves every ready socket; false (none ready) makes Go wait for the epoll
+// descriptor to be readable.
+func (s *rawServer) harvest(epfd uintptr) bool {
+	events := make([]syscall.EpollEvent, 256)
+	buf := make([]byte, 4096)
+	for {
+		n, err := syscall.EpollWait(int(epfd), events, 0)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil || n <= 0 {
+			return false
+		}
+		for i := range events[:n] {
+			s.serveConn(events[i].Fd, buf)
+		}
+	}
+}
+
+// serveConn reads what fd has and answers each whole packet; it closes fd at EOF, an error, a
+// packet it cannot frame, or when answer ends the connection.
+func (s *rawServer) serveConn(fd int32, buf []byte) {
+	s.mu.Lock()
+	c := s.conns[fd]
+	s.mu.Unlock()
+	if c == nil {
+		return
+	}
+	for {
+		n, err := syscall.Read(int(fd), buf)
+		if err == syscall.EAGAIN {
+			return
+		}
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil || n == 0 {
+			s.close(fd)
+			return
+		}
+		data := buf[:n]
+		if len(c.pending) > 0 {
+			data = append(c.pending, data...)
+		}
+		rest, ok := c.packets(int(fd), data)
+		if !ok {
+			s.close(fd)
+			return
+		}
+		c.pending = append(c.pending[:0], rest...)
+	}
+}
+
+// packets answers the whole packets at the start of data and returns the rest; false ends
+// the connection.
+func (c *rawConn) packets(fd int, data []byte) (rest []byte, ok bool) {
+	for len(data) >= 2 {
+		r := bytes.NewReader(data[1:])
+		n, err := remainingLength(r)
+		if errors.Is(err, io.EOF) {
+			break // the length is not all here yet
+		}
+		if err != nil {
+			return nil, false
+		}
+		head := 1 + (len(data) - 1 - r.Len())
+		if len(data) < head+n {
+			break
+		}
+		reply, end := answer(&c.first, data[0]>>4, data[head:head+n])
+		if reply != nil {
+			// A reply of a few bytes to a socket with nothing queued: it fits, or the
+			// connection is ended.
+			if w, err := syscall.Write(fd, reply); err != nil || w != len(reply) {
+				return nil, false
+			}
+		}
+		if end {
+			return nil, false
+		}
+		data = data[head+n:]
+	}
+	return data, true
+}
+
+func (s *rawServer) close(fd int32) {
+	s.mu.Lock()
+	delete(s.conns, fd)
+	s.mu.Unlock()
+	_ = syscall.Close(int(fd)) // which also takes it out of the epoll set
+}
