@@ -103,14 +103,51 @@ func (e *Env) shardOf(topic string) int {
 // many: the shard of an exact filter, or every shard for a filter with wildcards, since any
 // topic may match it.
 func (e *Env) toShards(ctx actor.SenderContext, filter string, msg any) int {
-	if !hasWildcard(filter) {
-		ctx.Send(e.Shards[e.shardOf(filter)], msg)
-		return 1
-	}
-	for _, pid := range e.Shards {
+	from, to := e.shardsOf(filter)
+	for _, pid := range e.Shards[from:to] {
 		ctx.Send(pid, msg)
 	}
-	return len(e.Shards)
+	return to - from
+}
+
+// shardsOf is the shards that hold filter, e.Shards[from:to]: the shard of an exact filter, or
+// every shard for a filter with wildcards.
+func (e *Env) shardsOf(filter string) (from, to int) {
+	if !hasWildcard(filter) {
+		i := e.shardOf(filter)
+		return i, i + 1
+	}
+	return 0, len(e.Shards)
+}
+
+// unsubscribeBatch takes subscriptions of one client out of the shards that hold them with
+// one message per shard (shardUnsubscribeAll), not one per subscription and shard: a session
+// that ends with 1,000 wildcard subscriptions would otherwise post 4,000 messages to the
+// shards' mailboxes at once, and a mass disconnect that many times over.
+type unsubscribeBatch struct {
+	env      *Env
+	clientID string
+	byShard  [][]shardFilter // made at the first add
+}
+
+func (b *unsubscribeBatch) add(filter, group string) {
+	if b.byShard == nil {
+		b.byShard = make([][]shardFilter, len(b.env.Shards))
+	}
+	from, to := b.env.shardsOf(filter)
+	for i := from; i < to; i++ {
+		b.byShard[i] = append(b.byShard[i], shardFilter{filter: filter, group: group})
+	}
+}
+
+// send posts what was added, and empties the batch.
+func (b *unsubscribeBatch) send(ctx actor.SenderContext) {
+	for i, subs := range b.byShard {
+		if len(subs) > 0 {
+			ctx.Send(b.env.Shards[i], &shardUnsubscribeAll{clientID: b.clientID, subs: subs})
+		}
+	}
+	b.byShard = nil
 }
 
 // Stats are the broker-wide counters the console and /metrics read.

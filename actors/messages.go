@@ -343,3 +343,17 @@ type shardUnsubscribe struct {
 	req      uint64
 	reply    *actor.PID
 }
+
+// shardUnsubscribeAll removes many subscriptions of one client from a shard, unanswered: those
+// of a session that ends, is rebuilt from the store with fewer, or is given up
+// (unsubscribeBatch).
+type shardUnsubscribeAll struct {
+	clientID string
+	subs     []shardFilter
+}
+
+// shardFilter is a subscription as a shard holds it.
+type shardFilter struct {
+	filter string // without the $share/group/ prefix
+	group  string // share name, "" if not shared
+}

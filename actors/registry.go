@@ -307,14 +307,15 @@ func (r *Registry) terminated(ctx actor.Context, who *actor.PID) {
 // giveUp unregisters a stored session's subscriptions (it left them in the shards when it
 // stopped, for the session started again) and deletes its records.
 func (r *Registry) giveUp(ctx actor.Context, clientID string) {
+	drop := unsubscribeBatch{env: r.env, clientID: clientID}
 	err := r.env.Store.LoadClient(clientID, store.Visitor{Session: func(rec *store.SessionRecord) error {
 		for _, sub := range rec.Subscriptions {
 			group, inner, _, _ := topics.ParseShared(sub.Filter) // inner is the filter itself when not shared
-			msg := &shardUnsubscribe{clientID: clientID, filter: inner, group: group}
-			r.env.toShards(ctx, inner, msg)
+			drop.add(inner, group)
 		}
 		return nil
 	}})
+	drop.send(ctx)
 	if err != nil {
 		r.env.Log.Error("cannot read the session given up; its subscriptions stay in the router",
 			zap.String("client", clientID), zap.Error(err))

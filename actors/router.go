@@ -107,7 +107,14 @@ func (s *Shard) handle(ctx actor.Context, msg any) {
 	case *shardSubscribe:
 		s.subscribe(ctx, m)
 	case *shardUnsubscribe:
-		s.unsubscribe(ctx, m)
+		if m.req != 0 {
+			defer ctx.Send(m.reply, &subscribed{req: m.req}) // even if the removal fails
+		}
+		s.unsubscribe(m.clientID, m.filter, m.group)
+	case *shardUnsubscribeAll:
+		for _, f := range m.subs {
+			s.unsubscribe(m.clientID, f.filter, f.group)
+		}
 	case *actor.Stopping:
 		s.guard.stopping(!s.env.Stopping.Load())
 	case *actor.Stopped:
@@ -338,28 +345,25 @@ func (s *Shard) joinGroup(m *shardSubscribe, entry *subEntry) {
 	g.members = append(g.members, entry)
 }
 
-func (s *Shard) unsubscribe(ctx actor.Context, m *shardUnsubscribe) {
-	if m.req != 0 {
-		defer ctx.Send(m.reply, &subscribed{req: m.req})
-	}
-	if m.group == "" {
-		s.subs.Remove(m.filter, m.clientID)
+func (s *Shard) unsubscribe(clientID, filter, group string) {
+	if group == "" {
+		s.subs.Remove(filter, clientID)
 		return
 	}
-	key := groupKey{m.filter, m.group}
+	key := groupKey{filter, group}
 	g := s.groups[key]
 	if g == nil {
 		return
 	}
 	for i, e := range g.members {
-		if e.ref.clientID == m.clientID {
+		if e.ref.clientID == clientID {
 			g.members = append(g.members[:i], g.members[i+1:]...)
 			break
 		}
 	}
 	if len(g.members) == 0 {
 		delete(s.groups, key)
-		s.subs.Remove(m.filter, "\x00"+m.group)
+		s.subs.Remove(filter, "\x00"+group)
 	}
 }
 

@@ -117,3 +117,80 @@ func TestShardFailingAfterPostingKeepsNoShare(t *testing.T) {
 		t.Errorf("the publisher's credit was not returned (%d held)", n)
 	}
 }
+
+// recordingCtx keeps what is sent, and to whom.
+type recordingCtx struct {
+	benchCtx
+	to   []*actor.PID
+	msgs []any
+}
+
+func (c *recordingCtx) Send(pid *actor.PID, m any) {
+	c.to = append(c.to, pid)
+	c.msgs = append(c.msgs, m)
+}
+
+// TestSessionEndUnsubscribesOncePerShard: a session that ends takes its subscriptions out of
+// the router with one message per shard, however many it had (1,000 wildcard subscriptions
+// were 4,000 messages in the shards' mailboxes at once), and each shard is left with none of
+// them: wildcard filters from every shard, exact ones from their own, a shared one from its
+// group.
+func TestSessionEndUnsubscribesOncePerShard(t *testing.T) {
+	env := benchEnv()
+	shards := make([]*Shard, 4)
+	env.Shards = make([]*actor.PID, len(shards))
+	byID := make(map[string]*Shard)
+	for i := range shards {
+		shards[i] = &Shard{env: env, index: i, guard: newMailboxGuard(env), ShardState: NewShardState()}
+		env.Shards[i] = actor.NewPID("local", fmt.Sprint("shard-", i))
+		byID[env.Shards[i].Id] = shards[i]
+	}
+	ref := &sessionRef{pid: actor.NewPID("local", "session/c"), clientID: "c"}
+	st := &sessionState{clientID: "c", ref: ref, subs: make(map[string]*subscription)}
+	subscribe := func(written, filter, group string) {
+		st.subs[written] = &subscription{filter: filter, group: group, opts: codec.Subscription{Filter: written, QoS: 1}}
+		from, to := env.shardsOf(filter)
+		for _, s := range shards[from:to] {
+			s.Receive(&benchCtx{msg: &shardSubscribe{ref: ref, filter: filter, group: group, opts: codec.Subscription{QoS: 1}}})
+		}
+	}
+	for i := range 1000 {
+		f := fmt.Sprintf("w/%d/+", i)
+		subscribe(f, f, "")
+	}
+	for i := range 100 {
+		f := fmt.Sprintf("e/%d", i)
+		subscribe(f, f, "")
+	}
+	subscribe("$share/g/s/+", "s/+", "g")
+	held := 0
+	for _, s := range shards {
+		held += s.subs.Len()
+	}
+	if want := 1000*len(shards) + 100 + len(shards); held != want {
+		t.Fatalf("the shards hold %d subscriptions before the end, want %d", held, want)
+	}
+
+	ctx := &recordingCtx{}
+	(&Session{env: env, st: st}).reset(ctx)
+	if len(ctx.msgs) != len(shards) {
+		t.Fatalf("%d messages to the shards, want one per shard (%d)", len(ctx.msgs), len(shards))
+	}
+	for k, m := range ctx.msgs {
+		if _, ok := m.(*shardUnsubscribeAll); !ok {
+			t.Fatalf("message %d is a %T, want a *shardUnsubscribeAll", k, m)
+		}
+		byID[ctx.to[k].Id].Receive(&benchCtx{msg: m})
+	}
+	for i, s := range shards {
+		if n := s.subs.Len(); n != 0 {
+			t.Errorf("shard %d holds %d subscriptions of the ended session", i, n)
+		}
+		if n := len(s.groups); n != 0 {
+			t.Errorf("shard %d holds %d share groups of the ended session", i, n)
+		}
+	}
+	if n := len(st.subs); n != 0 {
+		t.Errorf("the session kept %d subscriptions", n)
+	}
+}

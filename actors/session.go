@@ -440,10 +440,12 @@ func (s *Session) end(ctx actor.Context) {
 func (s *Session) reset(ctx actor.Context) {
 	st := s.st
 	s.env.Stats.Subscriptions.Add(-int64(len(st.subs)))
+	drop := unsubscribeBatch{env: s.env, clientID: st.clientID}
 	for f, sub := range st.subs {
-		s.unregister(ctx, sub)
+		drop.add(sub.filter, sub.group)
 		delete(st.subs, f)
 	}
+	drop.send(ctx)
 	clear(st.inflight)
 	clear(st.reserved)
 	st.order = nil

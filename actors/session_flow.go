@@ -641,10 +641,6 @@ func (s *Session) unsubscribe(ctx actor.Context, p *codec.Unsubscribe) {
 	s.answerReady(ctx)
 }
 
-func (s *Session) unregister(ctx actor.Context, sub *subscription) {
-	s.env.toShards(ctx, sub.filter, &shardUnsubscribe{clientID: s.st.clientID, filter: sub.filter, group: sub.group})
-}
-
 func hasWildcard(filter string) bool {
 	for i := 0; i < len(filter); i++ {
 		if filter[i] == '+' || filter[i] == '#' {

@@ -530,11 +530,13 @@ func (s *Session) rebuild(ctx actor.Context, from *storedSession, restoring bool
 	for _, r := range rec.Subscriptions {
 		kept[r.Filter] = true
 	}
+	drop := unsubscribeBatch{env: s.env, clientID: st.clientID}
 	for f, sub := range st.subs {
 		if !kept[f] {
-			s.unregister(ctx, sub)
+			drop.add(sub.filter, sub.group)
 		}
 	}
+	drop.send(ctx)
 	s.env.Stats.Subscriptions.Add(-int64(len(st.subs)))
 	st.subs = make(map[string]*subscription, len(rec.Subscriptions))
 	clear(st.inflight)
