@@ -121,7 +121,7 @@ func (e *Env) shardsOf(filter string) (from, to int) {
 }
 
 // unsubscribeBatch takes subscriptions of one client out of the shards that hold them with
-// one message per shard (shardUnsubscribeAll), not one per subscription and shard: a session
+// one message per shard (shardUnsubscribe), not one per subscription and shard: a session
 // that ends with 1,000 wildcard subscriptions would otherwise post 4,000 messages to the
 // shards' mailboxes at once, and a mass disconnect that many times over.
 type unsubscribeBatch struct {
@@ -140,14 +140,18 @@ func (b *unsubscribeBatch) add(filter, group string) {
 	}
 }
 
-// send posts what was added, and empties the batch.
-func (b *unsubscribeBatch) send(ctx actor.SenderContext) {
+// send posts what was added, empties the batch, and reports to how many shards: each answers
+// reply once, with req, when req is set.
+func (b *unsubscribeBatch) send(ctx actor.SenderContext, req uint64, reply *actor.PID) int {
+	n := 0
 	for i, subs := range b.byShard {
 		if len(subs) > 0 {
-			ctx.Send(b.env.Shards[i], &shardUnsubscribeAll{clientID: b.clientID, subs: subs})
+			ctx.Send(b.env.Shards[i], &shardUnsubscribe{clientID: b.clientID, subs: subs, req: req, reply: reply})
+			n++
 		}
 	}
 	b.byShard = nil
+	return n
 }
 
 // Stats are the broker-wide counters the console and /metrics read.

@@ -334,22 +334,14 @@ type shardSubscribe struct {
 	req          uint64
 }
 
-// shardUnsubscribe removes one subscription of a session from a shard. With req set the shard
-// answers reply with subscribed.
+// shardUnsubscribe removes subscriptions of one client from a shard: those of an UNSUBSCRIBE,
+// or all of a session that ends (unsubscribeBatch). With req set the shard answers reply with
+// subscribed.
 type shardUnsubscribe struct {
 	clientID string
-	filter   string
-	group    string
+	subs     []shardFilter
 	req      uint64
 	reply    *actor.PID
-}
-
-// shardUnsubscribeAll removes many subscriptions of one client from a shard, unanswered: those
-// of a session that ends, is rebuilt from the store with fewer, or is given up
-// (unsubscribeBatch).
-type shardUnsubscribeAll struct {
-	clientID string
-	subs     []shardFilter
 }
 
 // shardFilter is a subscription as a shard holds it.

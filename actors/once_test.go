@@ -261,7 +261,7 @@ func TestFailedQoS2PublishWritesNothing(t *testing.T) {
 		t.Fatalf("store holds %d id(s) and copies %v after a failed publish, want nothing", inbound, msgs)
 	}
 
-	b.env.System.Root.Send(b.env.Shards[0], &shardUnsubscribe{clientID: "gone", filter: "t/x"})
+	b.env.System.Root.Send(b.env.Shards[0], &shardUnsubscribe{clientID: "gone", subs: []shardFilter{{filter: "t/x"}}})
 	mark["pub"] = len(b.conns["pub"].bytes())
 	b.publish("pub", "t/x", "again")
 	waitForBytes(t, b.conns["pub"], mark["pub"]+1)

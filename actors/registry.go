@@ -315,7 +315,7 @@ func (r *Registry) giveUp(ctx actor.Context, clientID string) {
 		}
 		return nil
 	}})
-	drop.send(ctx)
+	drop.send(ctx, 0, nil)
 	if err != nil {
 		r.env.Log.Error("cannot read the session given up; its subscriptions stay in the router",
 			zap.String("client", clientID), zap.Error(err))

@@ -108,10 +108,8 @@ func (s *Shard) handle(ctx actor.Context, msg any) {
 		s.subscribe(ctx, m)
 	case *shardUnsubscribe:
 		if m.req != 0 {
-			defer ctx.Send(m.reply, &subscribed{req: m.req}) // even if the removal fails
+			defer ctx.Send(m.reply, &subscribed{req: m.req}) // even if a removal fails
 		}
-		s.unsubscribe(m.clientID, m.filter, m.group)
-	case *shardUnsubscribeAll:
 		for _, f := range m.subs {
 			s.unsubscribe(m.clientID, f.filter, f.group)
 		}

@@ -121,36 +121,43 @@ func TestShardFailingAfterPostingKeepsNoShare(t *testing.T) {
 // recordingCtx keeps what is sent, and to whom.
 type recordingCtx struct {
 	benchCtx
+	self *actor.PID
 	to   []*actor.PID
 	msgs []any
 }
+
+func (c *recordingCtx) Self() *actor.PID { return c.self }
 
 func (c *recordingCtx) Send(pid *actor.PID, m any) {
 	c.to = append(c.to, pid)
 	c.msgs = append(c.msgs, m)
 }
 
-// TestSessionEndUnsubscribesOncePerShard: a session that ends takes its subscriptions out of
-// the router with one message per shard, however many it had (1,000 wildcard subscriptions
-// were 4,000 messages in the shards' mailboxes at once), and each shard is left with none of
-// them: wildcard filters from every shard, exact ones from their own, a shared one from its
-// group.
-func TestSessionEndUnsubscribesOncePerShard(t *testing.T) {
+// subscribedSession is a session with 1,000 wildcard subscriptions, 100 exact ones and a
+// shared one, registered in four shards run by hand.
+type subscribedSession struct {
+	env    *Env
+	shards []*Shard
+	byID   map[string]*Shard
+	s      *Session
+}
+
+func newSubscribedSession(t *testing.T) *subscribedSession {
+	t.Helper()
 	env := benchEnv()
-	shards := make([]*Shard, 4)
-	env.Shards = make([]*actor.PID, len(shards))
-	byID := make(map[string]*Shard)
-	for i := range shards {
-		shards[i] = &Shard{env: env, index: i, guard: newMailboxGuard(env), ShardState: NewShardState()}
+	x := &subscribedSession{env: env, shards: make([]*Shard, 4), byID: make(map[string]*Shard)}
+	env.Shards = make([]*actor.PID, len(x.shards))
+	for i := range x.shards {
+		x.shards[i] = &Shard{env: env, index: i, guard: newMailboxGuard(env), ShardState: NewShardState()}
 		env.Shards[i] = actor.NewPID("local", fmt.Sprint("shard-", i))
-		byID[env.Shards[i].Id] = shards[i]
+		x.byID[env.Shards[i].Id] = x.shards[i]
 	}
 	ref := &sessionRef{pid: actor.NewPID("local", "session/c"), clientID: "c"}
 	st := &sessionState{clientID: "c", ref: ref, subs: make(map[string]*subscription)}
 	subscribe := func(written, filter, group string) {
 		st.subs[written] = &subscription{filter: filter, group: group, opts: codec.Subscription{Filter: written, QoS: 1}}
 		from, to := env.shardsOf(filter)
-		for _, s := range shards[from:to] {
+		for _, s := range x.shards[from:to] {
 			s.Receive(&benchCtx{msg: &shardSubscribe{ref: ref, filter: filter, group: group, opts: codec.Subscription{QoS: 1}}})
 		}
 	}
@@ -163,34 +170,86 @@ func TestSessionEndUnsubscribesOncePerShard(t *testing.T) {
 		subscribe(f, f, "")
 	}
 	subscribe("$share/g/s/+", "s/+", "g")
-	held := 0
-	for _, s := range shards {
-		held += s.subs.Len()
+	if n, want := x.held(), 1000*len(x.shards)+100+len(x.shards); n != want {
+		t.Fatalf("the shards hold %d subscriptions, want %d", n, want)
 	}
-	if want := 1000*len(shards) + 100 + len(shards); held != want {
-		t.Fatalf("the shards hold %d subscriptions before the end, want %d", held, want)
-	}
+	x.s = &Session{env: env, st: st}
+	return x
+}
 
-	ctx := &recordingCtx{}
-	(&Session{env: env, st: st}).reset(ctx)
-	if len(ctx.msgs) != len(shards) {
-		t.Fatalf("%d messages to the shards, want one per shard (%d)", len(ctx.msgs), len(shards))
+// held is the subscriptions the shards hold, share groups counted once per shard.
+func (x *subscribedSession) held() int {
+	n := 0
+	for _, s := range x.shards {
+		n += s.subs.Len()
 	}
-	for k, m := range ctx.msgs {
-		if _, ok := m.(*shardUnsubscribeAll); !ok {
-			t.Fatalf("message %d is a %T, want a *shardUnsubscribeAll", k, m)
-		}
-		byID[ctx.to[k].Id].Receive(&benchCtx{msg: m})
+	return n
+}
+
+// deliver hands the messages the session sent to their shards, one per shard expected, and
+// returns what the shards sent back.
+func (x *subscribedSession) deliver(t *testing.T, sent *recordingCtx) *recordingCtx {
+	t.Helper()
+	if len(sent.msgs) != len(x.shards) {
+		t.Fatalf("%d messages to the shards, want one per shard (%d)", len(sent.msgs), len(x.shards))
 	}
-	for i, s := range shards {
-		if n := s.subs.Len(); n != 0 {
-			t.Errorf("shard %d holds %d subscriptions of the ended session", i, n)
+	back := &recordingCtx{}
+	for k, m := range sent.msgs {
+		if _, ok := m.(*shardUnsubscribe); !ok {
+			t.Fatalf("message %d is a %T, want a *shardUnsubscribe", k, m)
 		}
+		back.msg = m
+		x.byID[sent.to[k].Id].Receive(back)
+	}
+	if n := x.held(); n != 0 {
+		t.Errorf("the shards hold %d subscriptions of the session after it dropped them all", n)
+	}
+	for i, s := range x.shards {
 		if n := len(s.groups); n != 0 {
-			t.Errorf("shard %d holds %d share groups of the ended session", i, n)
+			t.Errorf("shard %d holds %d share groups of the session", i, n)
 		}
 	}
-	if n := len(st.subs); n != 0 {
+	return back
+}
+
+// TestSessionEndUnsubscribesOncePerShard: a session that ends takes its subscriptions out of
+// the router with one message per shard, however many it had (1,000 wildcard subscriptions
+// were 4,000 messages in the shards' mailboxes at once), and each shard is left with none of
+// them: wildcard filters from every shard, exact ones from their own, a shared one from its
+// group. Nobody waits for an answer.
+func TestSessionEndUnsubscribesOncePerShard(t *testing.T) {
+	x := newSubscribedSession(t)
+	sent := &recordingCtx{}
+	x.s.reset(sent)
+	if back := x.deliver(t, sent); len(back.msgs) != 0 {
+		t.Errorf("the shards answered %d times; nobody waits", len(back.msgs))
+	}
+	if n := len(x.s.st.subs); n != 0 {
 		t.Errorf("the session kept %d subscriptions", n)
+	}
+}
+
+// TestUnsubscribeAnsweredOncePerShard: an UNSUBSCRIBE of every filter reaches each shard as
+// one message, and each shard answers it once; the UNSUBACK waits for the four answers.
+func TestUnsubscribeAnsweredOncePerShard(t *testing.T) {
+	x := newSubscribedSession(t)
+	p := &codec.Unsubscribe{PacketID: 7}
+	for f := range x.s.st.subs {
+		p.Filters = append(p.Filters, f)
+	}
+	sent := &recordingCtx{self: x.s.st.ref.pid}
+	x.s.unsubscribe(sent, p)
+	back := x.deliver(t, sent)
+	if len(back.msgs) != len(x.shards) {
+		t.Fatalf("the shards answered %d times, want once each (%d)", len(back.msgs), len(x.shards))
+	}
+	a := x.s.st.answers[0]
+	for k, m := range back.msgs {
+		if r, ok := m.(*subscribed); !ok || r.req != a.req || !back.to[k].Equal(x.s.st.ref.pid) {
+			t.Fatalf("answer %d is %T %+v to %v, want subscribed{req: %d} to the session", k, m, m, back.to[k], a.req)
+		}
+	}
+	if a.waiting != len(x.shards) {
+		t.Errorf("the UNSUBACK waits for %d answers, want %d", a.waiting, len(x.shards))
 	}
 }

@@ -445,7 +445,7 @@ func (s *Session) reset(ctx actor.Context) {
 		drop.add(sub.filter, sub.group)
 		delete(st.subs, f)
 	}
-	drop.send(ctx)
+	drop.send(ctx, 0, nil)
 	clear(st.inflight)
 	clear(st.reserved)
 	st.order = nil

@@ -623,6 +623,7 @@ func (s *Session) unsubscribe(ctx actor.Context, p *codec.Unsubscribe) {
 	st := s.st
 	codes := make([]codec.ReasonCode, len(p.Filters))
 	a := s.newAnswer()
+	drop := unsubscribeBatch{env: s.env, clientID: st.clientID}
 	for i, f := range p.Filters {
 		sub := st.subs[f]
 		if sub == nil {
@@ -631,9 +632,9 @@ func (s *Session) unsubscribe(ctx actor.Context, p *codec.Unsubscribe) {
 		}
 		delete(st.subs, f)
 		s.env.Stats.Subscriptions.Add(-1)
-		a.waiting += s.env.toShards(ctx, sub.filter, &shardUnsubscribe{clientID: st.clientID, filter: sub.filter,
-			group: sub.group, req: a.req, reply: ctx.Self()})
+		drop.add(sub.filter, sub.group)
 	}
+	a.waiting += drop.send(ctx, a.req, ctx.Self())
 	st.dirty = true
 	s.answerAfterCommit(a)
 	s.reportSubs()

@@ -536,7 +536,7 @@ func (s *Session) rebuild(ctx actor.Context, from *storedSession, restoring bool
 			drop.add(sub.filter, sub.group)
 		}
 	}
-	drop.send(ctx)
+	drop.send(ctx, 0, nil)
 	s.env.Stats.Subscriptions.Add(-int64(len(st.subs)))
 	st.subs = make(map[string]*subscription, len(rec.Subscriptions))
 	clear(st.inflight)
