@@ -99,19 +99,8 @@ func (e *Env) shardOf(topic string) int {
 	return int(maphash.String(e.seed, topic) % uint64(len(e.Shards)))
 }
 
-// toShards sends a subscription change to the shards that hold its filter, and says to how
-// many: the shard of an exact filter, or every shard for a filter with wildcards, since any
-// topic may match it.
-func (e *Env) toShards(ctx actor.SenderContext, filter string, msg any) int {
-	from, to := e.shardsOf(filter)
-	for _, pid := range e.Shards[from:to] {
-		ctx.Send(pid, msg)
-	}
-	return to - from
-}
-
 // shardsOf is the shards that hold filter, e.Shards[from:to]: the shard of an exact filter, or
-// every shard for a filter with wildcards.
+// every shard for a filter with wildcards, since a topic of any shard may match it.
 func (e *Env) shardsOf(filter string) (from, to int) {
 	if !hasWildcard(filter) {
 		i := e.shardOf(filter)
@@ -120,38 +109,73 @@ func (e *Env) shardsOf(filter string) (from, to int) {
 	return 0, len(e.Shards)
 }
 
-// unsubscribeBatch takes subscriptions of one client out of the shards that hold them with
-// one message per shard (shardUnsubscribe), not one per subscription and shard: a session
-// that ends with 1,000 wildcard subscriptions would otherwise post 4,000 messages to the
-// shards' mailboxes at once, and a mass disconnect that many times over.
-type unsubscribeBatch struct {
-	env      *Env
-	clientID string
-	byShard  [][]shardFilter // made at the first add
+// shardBatch gathers changes to subscriptions by the shards that hold their filters, so that
+// they go as one message per shard, not one per subscription and shard: a session that ended
+// with 1,000 wildcard subscriptions posted 4,000 messages to the shards' mailboxes at once, and
+// a mass disconnect that many times over.
+type shardBatch[T any] struct {
+	env     *Env
+	byShard [][]T // made at the first add
 }
 
-func (b *unsubscribeBatch) add(filter, group string) {
+func (b *shardBatch[T]) add(filter string, v T) {
 	if b.byShard == nil {
-		b.byShard = make([][]shardFilter, len(b.env.Shards))
+		b.byShard = make([][]T, len(b.env.Shards))
 	}
 	from, to := b.env.shardsOf(filter)
 	for i := from; i < to; i++ {
-		b.byShard[i] = append(b.byShard[i], shardFilter{filter: filter, group: group})
+		b.byShard[i] = append(b.byShard[i], v)
 	}
 }
 
-// send posts what was added, empties the batch, and reports to how many shards: each answers
-// reply once, with req, when req is set.
-func (b *unsubscribeBatch) send(ctx actor.SenderContext, req uint64, reply *actor.PID) int {
+// send posts msg of each shard's changes to that shard, empties the batch, and reports to how
+// many shards.
+func (b *shardBatch[T]) send(ctx actor.SenderContext, msg func([]T) any) int {
 	n := 0
-	for i, subs := range b.byShard {
-		if len(subs) > 0 {
-			ctx.Send(b.env.Shards[i], &shardUnsubscribe{clientID: b.clientID, subs: subs, req: req, reply: reply})
+	for i, vs := range b.byShard {
+		if len(vs) > 0 {
+			ctx.Send(b.env.Shards[i], msg(vs))
 			n++
 		}
 	}
 	b.byShard = nil
 	return n
+}
+
+// subscribeBatch registers subscriptions of one session (shardSubscribe).
+type subscribeBatch struct {
+	shardBatch[shardSub]
+	ref *sessionRef
+}
+
+func newSubscribeBatch(env *Env, ref *sessionRef) *subscribeBatch {
+	return &subscribeBatch{shardBatch: shardBatch[shardSub]{env: env}, ref: ref}
+}
+
+// send reports to how many shards it went: each answers once, with req, when req is set.
+func (b *subscribeBatch) send(ctx actor.SenderContext, req uint64) int {
+	return b.shardBatch.send(ctx, func(subs []shardSub) any { return &shardSubscribe{ref: b.ref, subs: subs, req: req} })
+}
+
+// unsubscribeBatch takes subscriptions of one client out of the shards (shardUnsubscribe).
+type unsubscribeBatch struct {
+	shardBatch[shardFilter]
+	clientID string
+}
+
+func newUnsubscribeBatch(env *Env, clientID string) *unsubscribeBatch {
+	return &unsubscribeBatch{shardBatch: shardBatch[shardFilter]{env: env}, clientID: clientID}
+}
+
+func (b *unsubscribeBatch) remove(filter, group string) {
+	b.add(filter, shardFilter{filter: filter, group: group})
+}
+
+// send reports to how many shards it went: each answers reply once, with req, when req is set.
+func (b *unsubscribeBatch) send(ctx actor.SenderContext, req uint64, reply *actor.PID) int {
+	return b.shardBatch.send(ctx, func(subs []shardFilter) any {
+		return &shardUnsubscribe{clientID: b.clientID, subs: subs, req: req, reply: reply}
+	})
 }
 
 // Stats are the broker-wide counters the console and /metrics read.

@@ -322,16 +322,22 @@ func (r *route) abandon() {
 	r.release()
 }
 
-// shardSubscribe registers (or replaces) one subscription of a session in a shard. With req
-// set the shard answers the session with subscribed.
+// shardSubscribe registers (or replaces) subscriptions of a session in a shard: those of a
+// SUBSCRIBE, or all of a session rebuilt from the store (subscribeBatch). With req set the
+// shard answers the session with subscribed, and the retained messages of them all.
 type shardSubscribe struct {
-	ref          *sessionRef
+	ref  *sessionRef
+	subs []shardSub
+	req  uint64
+}
+
+// shardSub is a subscription as a shard registers it.
+type shardSub struct {
 	filter       string // without the $share/group/ prefix
 	group        string // share name, "" if not shared
 	opts         codec.Subscription
 	subID        uint32
 	sendRetained bool
-	req          uint64
 }
 
 // shardUnsubscribe removes subscriptions of one client from a shard: those of an UNSUBSCRIBE,

@@ -307,11 +307,11 @@ func (r *Registry) terminated(ctx actor.Context, who *actor.PID) {
 // giveUp unregisters a stored session's subscriptions (it left them in the shards when it
 // stopped, for the session started again) and deletes its records.
 func (r *Registry) giveUp(ctx actor.Context, clientID string) {
-	drop := unsubscribeBatch{env: r.env, clientID: clientID}
+	drop := newUnsubscribeBatch(r.env, clientID)
 	err := r.env.Store.LoadClient(clientID, store.Visitor{Session: func(rec *store.SessionRecord) error {
 		for _, sub := range rec.Subscriptions {
 			group, inner, _, _ := topics.ParseShared(sub.Filter) // inner is the filter itself when not shared
-			drop.add(inner, group)
+			drop.remove(inner, group)
 		}
 		return nil
 	}})

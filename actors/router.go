@@ -105,7 +105,13 @@ func (s *Shard) handle(ctx actor.Context, msg any) {
 	case *route:
 		s.route(ctx, m)
 	case *shardSubscribe:
-		s.subscribe(ctx, m)
+		var retained []Deliver
+		for i := range m.subs {
+			retained = s.subscribe(m.ref, &m.subs[i], retained)
+		}
+		if m.req != 0 {
+			ctx.Send(m.ref.pid, &subscribed{req: m.req, msgs: retained})
+		}
 	case *shardUnsubscribe:
 		if m.req != 0 {
 			defer ctx.Send(m.reply, &subscribed{req: m.req}) // even if a removal fails
@@ -299,34 +305,33 @@ func (s *Shard) refusedRetained(topic string) {
 
 func isSys(topic string) bool { return topic == "$SYS" || strings.HasPrefix(topic, "$SYS/") }
 
-func (s *Shard) subscribe(ctx actor.Context, m *shardSubscribe) {
+// subscribe registers one subscription of ref and appends the retained messages it is to get
+// to retained.
+func (s *Shard) subscribe(ref *sessionRef, m *shardSub, retained []Deliver) []Deliver {
 	if ce := s.env.Log.Check(zap.DebugLevel, "subscription registered"); ce != nil {
-		ce.Write(zap.String("client", m.ref.clientID), zap.String("filter", m.filter), zap.String("group", m.group),
+		ce.Write(zap.String("client", ref.clientID), zap.String("filter", m.filter), zap.String("group", m.group),
 			zap.Uint8("qos", m.opts.QoS), zap.Int("shard", s.index))
 	}
-	entry := &subEntry{ref: m.ref, opts: m.opts, subID: m.subID}
-	var batch []Deliver
+	entry := &subEntry{ref: ref, opts: m.opts, subID: m.subID}
 	if m.group != "" {
 		s.joinGroup(m, entry) // shared subscriptions get no retained messages [MQTT-4.8.2-?]
-	} else {
-		s.subs.Add(m.filter, m.ref.clientID, entry)
-		if m.sendRetained {
-			now := time.Now()
-			s.retained.Match(m.filter, func(_ string, r *retainedMsg) bool {
-				if !expired(r.pub, r.received, now) {
-					batch = append(batch, Deliver{Pub: r.pub, QoS: min(r.pub.QoS, m.opts.QoS), Retain: true,
-						SubIDs: subIDs(m.subID), Received: r.received})
-				}
-				return true
-			})
-		}
+		return retained
 	}
-	if m.req != 0 {
-		ctx.Send(m.ref.pid, &subscribed{req: m.req, msgs: batch})
+	s.subs.Add(m.filter, ref.clientID, entry)
+	if m.sendRetained {
+		now := time.Now()
+		s.retained.Match(m.filter, func(_ string, r *retainedMsg) bool {
+			if !expired(r.pub, r.received, now) {
+				retained = append(retained, Deliver{Pub: r.pub, QoS: min(r.pub.QoS, m.opts.QoS), Retain: true,
+					SubIDs: subIDs(m.subID), Received: r.received})
+			}
+			return true
+		})
 	}
+	return retained
 }
 
-func (s *Shard) joinGroup(m *shardSubscribe, entry *subEntry) {
+func (s *Shard) joinGroup(m *shardSub, entry *subEntry) {
 	key := groupKey{m.filter, m.group}
 	g := s.groups[key]
 	if g == nil {
@@ -335,7 +340,7 @@ func (s *Shard) joinGroup(m *shardSubscribe, entry *subEntry) {
 		s.subs.Add(m.filter, "\x00"+m.group, &subEntry{group: g})
 	}
 	for i, old := range g.members {
-		if old.ref.clientID == m.ref.clientID {
+		if old.ref.clientID == entry.ref.clientID {
 			g.members[i] = entry
 			return
 		}

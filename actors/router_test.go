@@ -43,7 +43,7 @@ func TestShardFailingToPostGivesTheRestBack(t *testing.T) {
 	for i := range 2 {
 		ref := &sessionRef{pid: actor.NewPID("local", fmt.Sprint("session/", i)), clientID: fmt.Sprint("sub-", i)}
 		ref.stored.Store(true)
-		ctx.msg = &shardSubscribe{ref: ref, filter: "t", opts: codec.Subscription{QoS: 1}}
+		ctx.msg = &shardSubscribe{ref: ref, subs: []shardSub{{filter: "t", opts: codec.Subscription{QoS: 1}}}}
 		s.Receive(ctx)
 	}
 	link := newLink(discardConn{}, &Stats{}, 1<<10, 4, 0)
@@ -89,7 +89,7 @@ func TestShardFailingAfterPostingKeepsNoShare(t *testing.T) {
 	ctx := &benchCtx{} // takes each delivery in and gives up its share, as a clean session does
 	for i := range 2 {
 		ref := &sessionRef{pid: actor.NewPID("local", fmt.Sprint("session/", i)), clientID: fmt.Sprint("sub-", i)}
-		ctx.msg = &shardSubscribe{ref: ref, filter: "t", opts: codec.Subscription{QoS: 1}}
+		ctx.msg = &shardSubscribe{ref: ref, subs: []shardSub{{filter: "t", opts: codec.Subscription{QoS: 1}}}}
 		s.Receive(ctx)
 	}
 	link := newLink(discardConn{}, &Stats{}, 1<<10, 4, 0)
@@ -133,8 +133,8 @@ func (c *recordingCtx) Send(pid *actor.PID, m any) {
 	c.msgs = append(c.msgs, m)
 }
 
-// subscribedSession is a session with 1,000 wildcard subscriptions, 100 exact ones and a
-// shared one, registered in four shards run by hand.
+// subscribedSession is a session that subscribed to 1,000 wildcard filters, 100 exact ones
+// and a shared one in one SUBSCRIBE, with four shards run by hand.
 type subscribedSession struct {
 	env    *Env
 	shards []*Shard
@@ -145,6 +145,7 @@ type subscribedSession struct {
 func newSubscribedSession(t *testing.T) *subscribedSession {
 	t.Helper()
 	env := benchEnv()
+	env.Cfg.Limits.MaxSubscriptionsPerClient = 2000
 	x := &subscribedSession{env: env, shards: make([]*Shard, 4), byID: make(map[string]*Shard)}
 	env.Shards = make([]*actor.PID, len(x.shards))
 	for i := range x.shards {
@@ -153,27 +154,25 @@ func newSubscribedSession(t *testing.T) *subscribedSession {
 		x.byID[env.Shards[i].Id] = x.shards[i]
 	}
 	ref := &sessionRef{pid: actor.NewPID("local", "session/c"), clientID: "c"}
-	st := &sessionState{clientID: "c", ref: ref, subs: make(map[string]*subscription)}
-	subscribe := func(written, filter, group string) {
-		st.subs[written] = &subscription{filter: filter, group: group, opts: codec.Subscription{Filter: written, QoS: 1}}
-		from, to := env.shardsOf(filter)
-		for _, s := range x.shards[from:to] {
-			s.Receive(&benchCtx{msg: &shardSubscribe{ref: ref, filter: filter, group: group, opts: codec.Subscription{QoS: 1}}})
-		}
-	}
+	link := newLink(discardConn{}, &Stats{}, 1<<10, 4, 0)
+	link.Version = codec.V5
+	x.s = &Session{env: env, st: &sessionState{clientID: "c", ref: ref, link: link}}
+	p := &codec.Subscribe{PacketID: 1}
 	for i := range 1000 {
-		f := fmt.Sprintf("w/%d/+", i)
-		subscribe(f, f, "")
+		p.Subscriptions = append(p.Subscriptions, codec.Subscription{Filter: fmt.Sprintf("w/%d/+", i), QoS: 1})
 	}
 	for i := range 100 {
-		f := fmt.Sprintf("e/%d", i)
-		subscribe(f, f, "")
+		p.Subscriptions = append(p.Subscriptions, codec.Subscription{Filter: fmt.Sprintf("e/%d", i), QoS: 1})
 	}
-	subscribe("$share/g/s/+", "s/+", "g")
+	p.Subscriptions = append(p.Subscriptions, codec.Subscription{Filter: "$share/g/s/+", QoS: 1})
+	sent := &recordingCtx{self: ref.pid}
+	x.s.subscribe(sent, p)
+	back := x.deliver(t, sent)
 	if n, want := x.held(), 1000*len(x.shards)+100+len(x.shards); n != want {
 		t.Fatalf("the shards hold %d subscriptions, want %d", n, want)
 	}
-	x.s = &Session{env: env, st: st}
+	x.answered(t, back)
+	x.s.st.answers = nil // the SUBACK's: answered
 	return x
 }
 
@@ -186,7 +185,7 @@ func (x *subscribedSession) held() int {
 	return n
 }
 
-// deliver hands the messages the session sent to their shards, one per shard expected, and
+// deliver hands what the session sent to the shards, one message per shard expected, and
 // returns what the shards sent back.
 func (x *subscribedSession) deliver(t *testing.T, sent *recordingCtx) *recordingCtx {
 	t.Helper()
@@ -195,12 +194,33 @@ func (x *subscribedSession) deliver(t *testing.T, sent *recordingCtx) *recording
 	}
 	back := &recordingCtx{}
 	for k, m := range sent.msgs {
-		if _, ok := m.(*shardUnsubscribe); !ok {
-			t.Fatalf("message %d is a %T, want a *shardUnsubscribe", k, m)
-		}
 		back.msg = m
 		x.byID[sent.to[k].Id].Receive(back)
 	}
+	return back
+}
+
+// answered checks that each shard answered the session's first answer once, and that the
+// answer waits for all four.
+func (x *subscribedSession) answered(t *testing.T, back *recordingCtx) {
+	t.Helper()
+	if len(back.msgs) != len(x.shards) {
+		t.Fatalf("the shards answered %d times, want once each (%d)", len(back.msgs), len(x.shards))
+	}
+	a := x.s.st.answers[0]
+	for k, m := range back.msgs {
+		if r, ok := m.(*subscribed); !ok || r.req != a.req || !back.to[k].Equal(x.s.st.ref.pid) {
+			t.Fatalf("answer %d is %T %+v to %v, want subscribed{req: %d} to the session", k, m, m, back.to[k], a.req)
+		}
+	}
+	if a.waiting != len(x.shards) {
+		t.Errorf("the answer waits for %d shards, want %d", a.waiting, len(x.shards))
+	}
+}
+
+// dropped checks that the shards hold nothing of the session any more.
+func (x *subscribedSession) dropped(t *testing.T) {
+	t.Helper()
 	if n := x.held(); n != 0 {
 		t.Errorf("the shards hold %d subscriptions of the session after it dropped them all", n)
 	}
@@ -209,7 +229,13 @@ func (x *subscribedSession) deliver(t *testing.T, sent *recordingCtx) *recording
 			t.Errorf("shard %d holds %d share groups of the session", i, n)
 		}
 	}
-	return back
+}
+
+// TestSubscribeOncePerShard: a SUBSCRIBE of 1,101 filters reaches each shard as one message
+// (not one per filter and shard: 4,104), each shard answers it once, and each holds what it
+// should: every wildcard filter, its own exact ones, the share group.
+func TestSubscribeOncePerShard(t *testing.T) {
+	newSubscribedSession(t) // checks as it builds
 }
 
 // TestSessionEndUnsubscribesOncePerShard: a session that ends takes its subscriptions out of
@@ -224,6 +250,7 @@ func TestSessionEndUnsubscribesOncePerShard(t *testing.T) {
 	if back := x.deliver(t, sent); len(back.msgs) != 0 {
 		t.Errorf("the shards answered %d times; nobody waits", len(back.msgs))
 	}
+	x.dropped(t)
 	if n := len(x.s.st.subs); n != 0 {
 		t.Errorf("the session kept %d subscriptions", n)
 	}
@@ -239,17 +266,6 @@ func TestUnsubscribeAnsweredOncePerShard(t *testing.T) {
 	}
 	sent := &recordingCtx{self: x.s.st.ref.pid}
 	x.s.unsubscribe(sent, p)
-	back := x.deliver(t, sent)
-	if len(back.msgs) != len(x.shards) {
-		t.Fatalf("the shards answered %d times, want once each (%d)", len(back.msgs), len(x.shards))
-	}
-	a := x.s.st.answers[0]
-	for k, m := range back.msgs {
-		if r, ok := m.(*subscribed); !ok || r.req != a.req || !back.to[k].Equal(x.s.st.ref.pid) {
-			t.Fatalf("answer %d is %T %+v to %v, want subscribed{req: %d} to the session", k, m, m, back.to[k], a.req)
-		}
-	}
-	if a.waiting != len(x.shards) {
-		t.Errorf("the UNSUBACK waits for %d answers, want %d", a.waiting, len(x.shards))
-	}
+	x.answered(t, x.deliver(t, sent))
+	x.dropped(t)
 }

@@ -440,9 +440,9 @@ func (s *Session) end(ctx actor.Context) {
 func (s *Session) reset(ctx actor.Context) {
 	st := s.st
 	s.env.Stats.Subscriptions.Add(-int64(len(st.subs)))
-	drop := unsubscribeBatch{env: s.env, clientID: st.clientID}
+	drop := newUnsubscribeBatch(s.env, st.clientID)
 	for f, sub := range st.subs {
-		drop.add(sub.filter, sub.group)
+		drop.remove(sub.filter, sub.group)
 		delete(st.subs, f)
 	}
 	drop.send(ctx, 0, nil)

@@ -473,13 +473,15 @@ func (s *Session) subscribe(ctx actor.Context, p *codec.Subscribe) {
 	codes := make([]codec.ReasonCode, len(p.Subscriptions))
 	full := 0 // refused for the limit
 	a := s.newAnswer()
+	add := newSubscribeBatch(s.env, st.ref)
 	for i, sub := range p.Subscriptions {
 		var atLimit bool
-		codes[i], atLimit = s.addSubscription(ctx, sub, subID, v5, a)
+		codes[i], atLimit = s.addSubscription(sub, subID, v5, add)
 		if atLimit {
 			full++
 		}
 	}
+	a.waiting += add.send(ctx, a.req)
 	if full > 0 {
 		s.env.Log.Warn("subscriptions refused: limits.max_subscriptions_per_client reached",
 			zap.String("client", st.clientID), zap.Int("refused", full), zap.Int("max", s.env.Cfg.Limits.MaxSubscriptionsPerClient))
@@ -563,7 +565,7 @@ func (s *Session) takeRetained(msgs []Deliver) {
 
 // addSubscription adds one subscription, or says why not; atLimit reports a refusal for
 // limits.max_subscriptions_per_client.
-func (s *Session) addSubscription(ctx actor.Context, sub codec.Subscription, subID uint32, v5 bool, a *answer) (code codec.ReasonCode, atLimit bool) {
+func (s *Session) addSubscription(sub codec.Subscription, subID uint32, v5 bool, add *subscribeBatch) (code codec.ReasonCode, atLimit bool) {
 	st := s.st
 	cfg := &s.env.Cfg
 	fail := func(code codec.ReasonCode) codec.ReasonCode {
@@ -595,13 +597,13 @@ func (s *Session) addSubscription(ctx actor.Context, sub codec.Subscription, sub
 	// Retained messages: Retain Handling 0 always, 1 only for a new subscription, 2 never
 	// [MQTT-3.3.1-9, -10, -11]; never for a shared subscription.
 	sendRetained := !shared && (sub.RetainHandling == 0 || (sub.RetainHandling == 1 && existing == nil))
-	s.addSub(ctx, &subscription{opts: opts, filter: inner, group: group, subID: subID}, sendRetained, a)
+	s.addSub(&subscription{opts: opts, filter: inner, group: group, subID: subID}, sendRetained, add)
 	return codec.ReasonCode(granted), false // Granted QoS 0/1/2 [MQTT-3.9.3-1]
 }
 
-// addSub records a subscription and registers it with the shards that need it; a, if not nil,
-// is the answer that waits for them.
-func (s *Session) addSub(ctx actor.Context, sub *subscription, sendRetained bool, a *answer) {
+// addSub records a subscription, and adds its registration with the shards that need it to
+// add, for the caller to send.
+func (s *Session) addSub(sub *subscription, sendRetained bool, add *subscribeBatch) {
 	st := s.st
 	if st.subs == nil {
 		st.subs = make(map[string]*subscription)
@@ -610,20 +612,14 @@ func (s *Session) addSub(ctx actor.Context, sub *subscription, sendRetained bool
 		s.env.Stats.Subscriptions.Add(1)
 	}
 	st.subs[sub.opts.Filter] = sub
-	m := &shardSubscribe{ref: st.ref, filter: sub.filter, group: sub.group, opts: sub.opts, subID: sub.subID, sendRetained: sendRetained}
-	if a != nil {
-		m.req = a.req
-		a.waiting += s.env.toShards(ctx, sub.filter, m)
-		return
-	}
-	s.env.toShards(ctx, sub.filter, m)
+	add.add(sub.filter, shardSub{filter: sub.filter, group: sub.group, opts: sub.opts, subID: sub.subID, sendRetained: sendRetained})
 }
 
 func (s *Session) unsubscribe(ctx actor.Context, p *codec.Unsubscribe) {
 	st := s.st
 	codes := make([]codec.ReasonCode, len(p.Filters))
 	a := s.newAnswer()
-	drop := unsubscribeBatch{env: s.env, clientID: st.clientID}
+	drop := newUnsubscribeBatch(s.env, st.clientID)
 	for i, f := range p.Filters {
 		sub := st.subs[f]
 		if sub == nil {
@@ -632,7 +628,7 @@ func (s *Session) unsubscribe(ctx actor.Context, p *codec.Unsubscribe) {
 		}
 		delete(st.subs, f)
 		s.env.Stats.Subscriptions.Add(-1)
-		drop.add(sub.filter, sub.group)
+		drop.remove(sub.filter, sub.group)
 	}
 	a.waiting += drop.send(ctx, a.req, ctx.Self())
 	st.dirty = true

@@ -530,10 +530,10 @@ func (s *Session) rebuild(ctx actor.Context, from *storedSession, restoring bool
 	for _, r := range rec.Subscriptions {
 		kept[r.Filter] = true
 	}
-	drop := unsubscribeBatch{env: s.env, clientID: st.clientID}
+	drop := newUnsubscribeBatch(s.env, st.clientID)
 	for f, sub := range st.subs {
 		if !kept[f] {
-			drop.add(sub.filter, sub.group)
+			drop.remove(sub.filter, sub.group)
 		}
 	}
 	drop.send(ctx, 0, nil)
@@ -550,12 +550,14 @@ func (s *Session) rebuild(ctx actor.Context, from *storedSession, restoring bool
 	st.fresh = false
 	st.user, st.version, st.expiry, st.will = rec.User, codec.Version(rec.Version), rec.Expiry, rec.Will
 	st.disconnectedAt = rec.DisconnectedAt
+	add := newSubscribeBatch(s.env, st.ref)
 	for _, r := range rec.Subscriptions {
 		group, inner, _, _ := topics.ParseShared(r.Filter) // inner is the filter itself when not shared
 		opts := codec.Subscription{Filter: r.Filter, QoS: r.QoS, NoLocal: r.NoLocal,
 			RetainAsPublished: r.RetainAsPublished, RetainHandling: r.RetainHandling}
-		s.addSub(ctx, &subscription{opts: opts, filter: inner, group: group, subID: r.SubscriptionID}, false, nil)
+		s.addSub(&subscription{opts: opts, filter: inner, group: group, subID: r.SubscriptionID}, false, add)
 	}
+	add.send(ctx, 0)
 	for _, m := range from.msgs {
 		r := m.rec
 		d := Deliver{Pub: r.Pub, QoS: r.QoS, Retain: r.Retain, SubIDs: r.SubIDs, Received: r.Received, seq: m.seq}
