@@ -134,7 +134,8 @@ func (c *recordingCtx) Send(pid *actor.PID, m any) {
 }
 
 // subscribedSession is a session that subscribed to 1,000 wildcard filters, 100 exact ones
-// and a shared one in one SUBSCRIBE, with four shards run by hand.
+// and a shared one in one SUBSCRIBE, with four shards run by hand, which hold three retained
+// messages those filters match.
 type subscribedSession struct {
 	env    *Env
 	shards []*Shard
@@ -152,6 +153,9 @@ func newSubscribedSession(t *testing.T) *subscribedSession {
 		x.shards[i] = &Shard{env: env, index: i, guard: newMailboxGuard(env), ShardState: NewShardState()}
 		env.Shards[i] = actor.NewPID("local", fmt.Sprint("shard-", i))
 		x.byID[env.Shards[i].Id] = x.shards[i]
+	}
+	for _, topic := range []string{"w/1/a", "w/2/b", "e/5"} {
+		x.shards[env.shardOf(topic)].retained.Set(topic, &retainedMsg{pub: &codec.Publish{Topic: topic, QoS: 1, Retain: true}, received: time.Now()})
 	}
 	ref := &sessionRef{pid: actor.NewPID("local", "session/c"), clientID: "c"}
 	link := newLink(discardConn{}, &Stats{}, 1<<10, 4, 0)
@@ -172,6 +176,13 @@ func newSubscribedSession(t *testing.T) *subscribedSession {
 		t.Fatalf("the shards hold %d subscriptions, want %d", n, want)
 	}
 	x.answered(t, back)
+	retained := 0
+	for _, m := range back.msgs {
+		retained += len(m.(*subscribed).msgs)
+	}
+	if retained != 3 {
+		t.Errorf("the answers carry %d retained messages, want the 3 the filters match", retained)
+	}
 	x.s.st.answers = nil // the SUBACK's: answered
 	return x
 }
@@ -232,8 +243,9 @@ func (x *subscribedSession) dropped(t *testing.T) {
 }
 
 // TestSubscribeOncePerShard: a SUBSCRIBE of 1,101 filters reaches each shard as one message
-// (not one per filter and shard: 4,104), each shard answers it once, and each holds what it
-// should: every wildcard filter, its own exact ones, the share group.
+// (not one per filter and shard: 4,104), each shard answers it once with the retained messages
+// of all its filters, and each holds what it should: every wildcard filter, its own exact ones,
+// the share group.
 func TestSubscribeOncePerShard(t *testing.T) {
 	newSubscribedSession(t) // checks as it builds
 }
