@@ -180,6 +180,33 @@ func (h *harness) metric(name string, labels map[string]string) (float64, error)
 	return sum, nil
 }
 
+// deepestMailbox samples the deepest session and router shard mailbox (/metrics) every 20 ms
+// until the returned stop is called, which returns the deepest seen.
+func (h *harness) deepestMailbox() (stop func() float64) {
+	var deepest float64
+	done, sampled := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			for _, kind := range []string{"session", "router shard"} {
+				if d, err := h.metric("actormq_mailbox_depth_max", map[string]string{"kind": kind}); err == nil {
+					deepest = max(deepest, d)
+				}
+			}
+		}
+	}()
+	return func() float64 {
+		close(done)
+		<-sampled
+		return deepest
+	}
+}
+
 // mustMetric is metric for the test goroutine.
 func (h *harness) mustMetric(t testing.TB, name string, labels map[string]string) float64 {
 	t.Helper()
