@@ -76,7 +76,7 @@ func BenchmarkShardRoute(b *testing.B) {
 					if c.subIDs {
 						id = uint32(j + 1)
 					}
-					ctx.msg = &shardSubscribe{ref: ref, subs: []shardSub{{filter: f, opts: codec.Subscription{QoS: 1}, subID: id}}}
+					ctx.msg = &shardSubscribe{ref: ref, subs: []shardSub{{shardFilter: shardFilter{filter: f}, opts: codec.Subscription{QoS: 1}, subID: id}}}
 					s.Receive(ctx)
 				}
 			}
@@ -129,7 +129,7 @@ func BenchmarkShardActor(b *testing.B) {
 					}
 				}))
 				ref := &sessionRef{pid: pid, clientID: fmt.Sprint("sub-", i)}
-				sys.Root.Send(shard, &shardSubscribe{ref: ref, subs: []shardSub{{filter: "bench/+", opts: codec.Subscription{QoS: 0}}}})
+				sys.Root.Send(shard, &shardSubscribe{ref: ref, subs: []shardSub{{shardFilter: shardFilter{filter: "bench/+"}, opts: codec.Subscription{QoS: 0}}}})
 			}
 			link := newLink(discardConn{}, &Stats{}, 1024, 256, 0)
 			pub := &codec.Publish{Topic: "bench/t", Payload: make([]byte, 64)}

@@ -86,7 +86,7 @@ func shardWithRecorder(t *testing.T, maxRestarts int) (*Env, *recorder, *actor.P
 	}
 	rec := &recorder{}
 	ref := &sessionRef{pid: sys.Root.Spawn(actor.PropsFromFunc(rec.receive)), clientID: "rec"}
-	sys.Root.Send(env.Shards[0], &shardSubscribe{ref: ref, subs: []shardSub{{filter: "t", opts: codec.Subscription{QoS: 1}}}})
+	sys.Root.Send(env.Shards[0], &shardSubscribe{ref: ref, subs: []shardSub{{shardFilter: shardFilter{filter: "t"}, opts: codec.Subscription{QoS: 1}}}})
 	return env, rec, parent
 }
 

@@ -333,8 +333,7 @@ type shardSubscribe struct {
 
 // shardSub is a subscription as a shard registers it.
 type shardSub struct {
-	filter       string // without the $share/group/ prefix
-	group        string // share name, "" if not shared
+	shardFilter
 	opts         codec.Subscription
 	subID        uint32
 	sendRetained bool
@@ -350,7 +349,7 @@ type shardUnsubscribe struct {
 	reply    *actor.PID
 }
 
-// shardFilter is a subscription as a shard holds it.
+// shardFilter is a subscription as a shard knows it: also the key of a share group.
 type shardFilter struct {
 	filter string // without the $share/group/ prefix
 	group  string // share name, "" if not shared

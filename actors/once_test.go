@@ -248,7 +248,7 @@ func TestFailedQoS2PublishWritesNothing(t *testing.T) {
 	b.subscribe(t, "sub", "t/#")
 	gone := &sessionRef{pid: b.env.System.NewLocalPID("gone"), clientID: "gone"}
 	gone.stored.Store(true)
-	b.env.System.Root.Send(b.env.Shards[0], &shardSubscribe{ref: gone, subs: []shardSub{{filter: "t/x", opts: codec.Subscription{QoS: 2}}}})
+	b.env.System.Root.Send(b.env.Shards[0], &shardSubscribe{ref: gone, subs: []shardSub{{shardFilter: shardFilter{filter: "t/x"}, opts: codec.Subscription{QoS: 2}}}})
 	mark := map[string]int{"pub": len(b.conns["pub"].bytes()), "sub": len(b.conns["sub"].bytes())}
 
 	b.publish("pub", "t/x", "first")

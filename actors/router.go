@@ -29,7 +29,7 @@ type Shard struct {
 // ShardState is what a shard keeps across its restarts.
 type ShardState struct {
 	subs     *topics.Tree[*subEntry]
-	groups   map[groupKey]*shareGroup
+	groups   map[shardFilter]*shareGroup // by filter and share name
 	retained *topics.Index[*retainedMsg]
 
 	// merge and posts are reused for every publish: one delivery per session, however many
@@ -56,8 +56,6 @@ type subEntry struct {
 	group *shareGroup // set on the one entry that stands for a whole share group
 }
 
-type groupKey struct{ filter, group string }
-
 // shareGroup is a shared subscription: each message goes to one member, in turn.
 type shareGroup struct {
 	members []*subEntry
@@ -73,7 +71,7 @@ type retainedMsg struct {
 func NewShardState() *ShardState {
 	return &ShardState{
 		subs:     topics.NewTree[*subEntry](),
-		groups:   make(map[groupKey]*shareGroup),
+		groups:   make(map[shardFilter]*shareGroup),
 		retained: topics.NewIndex[*retainedMsg](),
 		merge:    make(map[*sessionRef]int),
 	}
@@ -117,7 +115,7 @@ func (s *Shard) handle(ctx actor.Context, msg any) {
 			defer ctx.Send(m.reply, &subscribed{req: m.req}) // even if a removal fails
 		}
 		for _, f := range m.subs {
-			s.unsubscribe(m.clientID, f.filter, f.group)
+			s.unsubscribe(m.clientID, f)
 		}
 	case *actor.Stopping:
 		s.guard.stopping(!s.env.Stopping.Load())
@@ -332,11 +330,10 @@ func (s *Shard) subscribe(ref *sessionRef, m *shardSub, retained []Deliver) []De
 }
 
 func (s *Shard) joinGroup(m *shardSub, entry *subEntry) {
-	key := groupKey{m.filter, m.group}
-	g := s.groups[key]
+	g := s.groups[m.shardFilter]
 	if g == nil {
 		g = &shareGroup{}
-		s.groups[key] = g
+		s.groups[m.shardFilter] = g
 		s.subs.Add(m.filter, "\x00"+m.group, &subEntry{group: g})
 	}
 	for i, old := range g.members {
@@ -348,13 +345,12 @@ func (s *Shard) joinGroup(m *shardSub, entry *subEntry) {
 	g.members = append(g.members, entry)
 }
 
-func (s *Shard) unsubscribe(clientID, filter, group string) {
-	if group == "" {
-		s.subs.Remove(filter, clientID)
+func (s *Shard) unsubscribe(clientID string, f shardFilter) {
+	if f.group == "" {
+		s.subs.Remove(f.filter, clientID)
 		return
 	}
-	key := groupKey{filter, group}
-	g := s.groups[key]
+	g := s.groups[f]
 	if g == nil {
 		return
 	}
@@ -365,8 +361,8 @@ func (s *Shard) unsubscribe(clientID, filter, group string) {
 		}
 	}
 	if len(g.members) == 0 {
-		delete(s.groups, key)
-		s.subs.Remove(filter, "\x00"+group)
+		delete(s.groups, f)
+		s.subs.Remove(f.filter, "\x00"+f.group)
 	}
 }
 

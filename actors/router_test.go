@@ -43,7 +43,7 @@ func TestShardFailingToPostGivesTheRestBack(t *testing.T) {
 	for i := range 2 {
 		ref := &sessionRef{pid: actor.NewPID("local", fmt.Sprint("session/", i)), clientID: fmt.Sprint("sub-", i)}
 		ref.stored.Store(true)
-		ctx.msg = &shardSubscribe{ref: ref, subs: []shardSub{{filter: "t", opts: codec.Subscription{QoS: 1}}}}
+		ctx.msg = &shardSubscribe{ref: ref, subs: []shardSub{{shardFilter: shardFilter{filter: "t"}, opts: codec.Subscription{QoS: 1}}}}
 		s.Receive(ctx)
 	}
 	link := newLink(discardConn{}, &Stats{}, 1<<10, 4, 0)
@@ -89,7 +89,7 @@ func TestShardFailingAfterPostingKeepsNoShare(t *testing.T) {
 	ctx := &benchCtx{} // takes each delivery in and gives up its share, as a clean session does
 	for i := range 2 {
 		ref := &sessionRef{pid: actor.NewPID("local", fmt.Sprint("session/", i)), clientID: fmt.Sprint("sub-", i)}
-		ctx.msg = &shardSubscribe{ref: ref, subs: []shardSub{{filter: "t", opts: codec.Subscription{QoS: 1}}}}
+		ctx.msg = &shardSubscribe{ref: ref, subs: []shardSub{{shardFilter: shardFilter{filter: "t"}, opts: codec.Subscription{QoS: 1}}}}
 		s.Receive(ctx)
 	}
 	link := newLink(discardConn{}, &Stats{}, 1<<10, 4, 0)

@@ -612,7 +612,7 @@ func (s *Session) addSub(sub *subscription, sendRetained bool, add *subscribeBat
 		s.env.Stats.Subscriptions.Add(1)
 	}
 	st.subs[sub.opts.Filter] = sub
-	add.add(sub.filter, shardSub{filter: sub.filter, group: sub.group, opts: sub.opts, subID: sub.subID, sendRetained: sendRetained})
+	add.add(sub.filter, shardSub{shardFilter: shardFilter{filter: sub.filter, group: sub.group}, opts: sub.opts, subID: sub.subID, sendRetained: sendRetained})
 }
 
 func (s *Session) unsubscribe(ctx actor.Context, p *codec.Unsubscribe) {
