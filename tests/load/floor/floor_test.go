@@ -41,86 +41,85 @@ func start(t *testing.T, mode string) string {
 	return ln.Addr().String()
 }
 
+// eachMode runs test against a floor of each mode.
+func eachMode(t *testing.T, test func(t *testing.T, addr string)) {
+	for _, m := range modes {
+		t.Run(m, func(t *testing.T) { test(t, start(t, m)) })
+	}
+}
+
+// dial connects to addr for the rest of the test; reads wait at most 5 s.
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	return c
+}
+
 // The yardstick must be a server real clients connect to, or its connect cost measures
 // nothing: paho's 3.1.1 client and paho.golang's 5.0 client connect and leave.
 func TestRealClientsConnect(t *testing.T) {
-	for _, m := range modes {
-		t.Run(m, func(t *testing.T) {
-			addr := start(t, m)
-			opts := mqtt.NewClientOptions().AddBroker("tcp://" + addr).
-				SetClientID("floor-311").SetProtocolVersion(4).SetAutoReconnect(false)
-			c := mqtt.NewClient(opts)
-			tok := c.Connect()
-			if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-				t.Fatalf("3.1.1 connect: %v", tok.Error())
-			}
-			c.Disconnect(100)
+	eachMode(t, func(t *testing.T, addr string) {
+		opts := mqtt.NewClientOptions().AddBroker("tcp://" + addr).
+			SetClientID("floor-311").SetProtocolVersion(4).SetAutoReconnect(false)
+		c := mqtt.NewClient(opts)
+		tok := c.Connect()
+		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("3.1.1 connect: %v", tok.Error())
+		}
+		c.Disconnect(100)
 
-			conn, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			c5 := paho.NewClient(paho.ClientConfig{Conn: conn})
-			ack, err := c5.Connect(ctx, &paho.Connect{ClientID: "floor-5", CleanStart: true, KeepAlive: 30})
-			if err != nil || ack.ReasonCode != 0 {
-				t.Fatalf("5.0 connect: %v %+v", err, ack)
-			}
-			if err := c5.Disconnect(&paho.Disconnect{}); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
+		conn := dial(t, addr)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c5 := paho.NewClient(paho.ClientConfig{Conn: conn})
+		ack, err := c5.Connect(ctx, &paho.Connect{ClientID: "floor-5", CleanStart: true, KeepAlive: 30})
+		if err != nil || ack.ReasonCode != 0 {
+			t.Fatalf("5.0 connect: %v %+v", err, ack)
+		}
+		if err := c5.Disconnect(&paho.Disconnect{}); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 // A CONNECT that arrives in pieces, and a PINGREQ in the same write as the end of it, are
 // answered in order: CONNACK, then PINGRESP.
 func TestPacketsInPieces(t *testing.T) {
 	connect := []byte{0x10, 12, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 30, 0, 0} // 3.1.1, empty client id
-	for _, m := range modes {
-		t.Run(m, func(t *testing.T) {
-			c, err := net.Dial("tcp", start(t, m))
-			if err != nil {
+	eachMode(t, func(t *testing.T, addr string) {
+		c := dial(t, addr)
+		for _, piece := range [][]byte{connect[:1], connect[1:6], append(connect[6:], 0xc0, 0)} {
+			if _, err := c.Write(piece); err != nil {
 				t.Fatal(err)
 			}
-			defer c.Close()
-			for _, piece := range [][]byte{connect[:1], connect[1:6], append(connect[6:], 0xc0, 0)} {
-				if _, err := c.Write(piece); err != nil {
-					t.Fatal(err)
-				}
-				time.Sleep(20 * time.Millisecond) // separate reads on the server's side
-			}
-			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			got := make([]byte, 6)
-			if _, err := io.ReadFull(c, got); err != nil {
-				t.Fatal(err)
-			}
-			if want := []byte{0x20, 2, 0, 0, 0xd0, 0}; string(got) != string(want) {
-				t.Fatalf("got % x, want CONNACK then PINGRESP, % x", got, want)
-			}
-		})
-	}
+			time.Sleep(20 * time.Millisecond) // separate reads on the server's side
+		}
+		got := make([]byte, 6)
+		if _, err := io.ReadFull(c, got); err != nil {
+			t.Fatal(err)
+		}
+		if want := []byte{0x20, 2, 0, 0, 0xd0, 0}; string(got) != string(want) {
+			t.Fatalf("got % x, want CONNACK then PINGRESP, % x", got, want)
+		}
+	})
 }
 
 // A body longer than the bound is refused before it is allocated.
 func TestOversizedPacketEndsTheConnection(t *testing.T) {
-	for _, m := range modes {
-		t.Run(m, func(t *testing.T) {
-			c, err := net.Dial("tcp", start(t, m))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			// CONNECT with a remaining length of 2^21 bytes, none of which follow.
-			if _, err := c.Write([]byte{0x10, 0x80, 0x80, 0x80, 0x01}); err != nil {
-				t.Fatal(err)
-			}
-			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			var b [1]byte
-			if n, err := c.Read(b[:]); n != 0 || !errors.Is(err, io.EOF) {
-				t.Fatalf("read %d bytes, err %v: want the connection closed (EOF), not left waiting for the body", n, err)
-			}
-		})
-	}
+	eachMode(t, func(t *testing.T, addr string) {
+		c := dial(t, addr)
+		// CONNECT with a remaining length of 2^21 bytes, none of which follow.
+		if _, err := c.Write([]byte{0x10, 0x80, 0x80, 0x80, 0x01}); err != nil {
+			t.Fatal(err)
+		}
+		var b [1]byte
+		if n, err := c.Read(b[:]); n != 0 || !errors.Is(err, io.EOF) {
+			t.Fatalf("read %d bytes, err %v: want the connection closed (EOF), not left waiting for the body", n, err)
+		}
+	})
 }

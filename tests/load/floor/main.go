@@ -27,25 +27,29 @@ func main() {
 	addr := flag.String("tcp", "127.0.0.1:1885", "address to listen on")
 	raw := flag.Bool("raw", false, "raw descriptors and one epoll set instead of net's goroutine per socket (Linux)")
 	flag.Parse()
-	if *raw {
-		s, err := listenRaw(*addr)
-		if err == nil {
-			fmt.Fprintln(os.Stderr, "floor: listening on", s.Addr(), "(raw)")
-			err = s.serve()
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "floor:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
+	if err := run(*addr, *raw); err != nil {
 		fmt.Fprintln(os.Stderr, "floor:", err)
 		os.Exit(1)
 	}
+}
+
+// run listens on addr and serves, in the mode raw says, until the listener fails.
+func run(addr string, raw bool) error {
+	if raw {
+		s, err := listenRaw(addr)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(os.Stderr, "floor: listening on", s.Addr(), "(raw)")
+		return s.serve()
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintln(os.Stderr, "floor: listening on", ln.Addr())
 	serve(ln)
+	return nil
 }
 
 func serve(ln net.Listener) {

@@ -63,7 +63,8 @@ func listenRaw(addr string) (*rawServer, error) {
 		return nil, os.NewSyscallError("listen", err)
 	}
 	s := &rawServer{conns: make(map[int32]*rawConn)}
-	switch a := mustSockname(fd).(type) {
+	sa, _ = syscall.Getsockname(fd) // the port the kernel gave for port 0
+	switch a := sa.(type) {
 	case *syscall.SockaddrInet4:
 		s.addr = &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
 	case *syscall.SockaddrInet6:
@@ -78,11 +79,6 @@ func listenRaw(addr string) (*rawServer, error) {
 	// Non-blocking descriptors given to os.NewFile join Go's netpoller.
 	s.ln, s.ep, s.epfd = os.NewFile(uintptr(fd), "floor-listener"), os.NewFile(uintptr(epfd), "floor-epoll"), epfd
 	return s, nil
-}
-
-func mustSockname(fd int) syscall.Sockaddr {
-	sa, _ := syscall.Getsockname(fd)
-	return sa
 }
 
 func (s *rawServer) Addr() net.Addr { return s.addr }
