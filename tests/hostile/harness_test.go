@@ -180,10 +180,9 @@ func (h *harness) metric(name string, labels map[string]string) (float64, error)
 	return sum, nil
 }
 
-// deepestMailbox samples the deepest session and router shard mailbox (/metrics) every 20 ms
-// until the returned stop is called, which returns the deepest seen.
-func (h *harness) deepestMailbox() (stop func() float64) {
-	var deepest float64
+// sampleEvery runs sample every d on a goroutine of its own until the returned stop is
+// called; stop returns once the last sample is done, so what sample wrote may be read.
+func sampleEvery(d time.Duration, sample func()) (stop func()) {
 	done, sampled := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(sampled)
@@ -191,18 +190,30 @@ func (h *harness) deepestMailbox() (stop func() float64) {
 			select {
 			case <-done:
 				return
-			case <-time.After(20 * time.Millisecond):
+			case <-time.After(d):
 			}
-			for _, kind := range []string{"session", "router shard"} {
-				if d, err := h.metric("actormq_mailbox_depth_max", map[string]string{"kind": kind}); err == nil {
-					deepest = max(deepest, d)
-				}
-			}
+			sample()
 		}
 	}()
-	return func() float64 {
+	return func() {
 		close(done)
 		<-sampled
+	}
+}
+
+// deepestMailbox samples the deepest session and router shard mailbox (/metrics) every 20 ms
+// until the returned stop is called, which returns the deepest seen.
+func (h *harness) deepestMailbox() (stop func() float64) {
+	var deepest float64
+	stopSampling := sampleEvery(20*time.Millisecond, func() {
+		for _, kind := range []string{"session", "router shard"} {
+			if d, err := h.metric("actormq_mailbox_depth_max", map[string]string{"kind": kind}); err == nil {
+				deepest = max(deepest, d)
+			}
+		}
+	})
+	return func() float64 {
+		stopSampling()
 		return deepest
 	}
 }

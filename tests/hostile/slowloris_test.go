@@ -206,21 +206,11 @@ func TestSlowConsumer(t *testing.T) {
 	runtime.ReadMemStats(&ms)
 	base := ms.HeapInuse
 	var peak uint64
-	stopSampling := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			select {
-			case <-stopSampling:
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-			runtime.GC()
-			runtime.ReadMemStats(&ms)
-			peak = max(peak, ms.HeapInuse)
-		}
-	}()
+	stopSampling := sampleEvery(50*time.Millisecond, func() {
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		peak = max(peak, ms.HeapInuse)
+	})
 
 	received := make(chan error, 1)
 	go func() {
@@ -270,8 +260,7 @@ func TestSlowConsumer(t *testing.T) {
 	if err := <-received; err != nil {
 		t.Fatal(err)
 	}
-	close(stopSampling)
-	<-sampled
+	stopSampling()
 	peak = max(peak, heapInuse()) // and once more with the flood done, the stalled queues full
 
 	// Each subscriber holds at most its writer queue, its session queue and its window of
