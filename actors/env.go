@@ -167,9 +167,7 @@ func newUnsubscribeBatch(env *Env, clientID string) *unsubscribeBatch {
 	return &unsubscribeBatch{shardBatch: shardBatch[shardFilter]{env: env}, clientID: clientID}
 }
 
-func (b *unsubscribeBatch) remove(filter, group string) {
-	b.add(filter, shardFilter{filter: filter, group: group})
-}
+func (b *unsubscribeBatch) remove(f shardFilter) { b.add(f.filter, f) }
 
 // send reports to how many shards it went: each answers reply once, with req, when req is set.
 func (b *unsubscribeBatch) send(ctx actor.SenderContext, req uint64, reply *actor.PID) int {

@@ -88,10 +88,9 @@ type sessionState struct {
 }
 
 type subscription struct {
-	opts   codec.Subscription // QoS is the granted QoS
-	filter string             // without the share prefix
-	group  string
-	subID  uint32
+	shardFilter                    // the filter without the share prefix, and the share name
+	opts        codec.Subscription // QoS is the granted QoS
+	subID       uint32
 }
 
 // outMsg is a QoS 1 or 2 message sent and not yet completed.
@@ -442,7 +441,7 @@ func (s *Session) reset(ctx actor.Context) {
 	s.env.Stats.Subscriptions.Add(-int64(len(st.subs)))
 	drop := newUnsubscribeBatch(s.env, st.clientID)
 	for f, sub := range st.subs {
-		drop.remove(sub.filter, sub.group)
+		drop.remove(sub.shardFilter)
 		delete(st.subs, f)
 	}
 	drop.send(ctx, 0, nil)

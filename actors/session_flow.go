@@ -597,7 +597,7 @@ func (s *Session) addSubscription(sub codec.Subscription, subID uint32, v5 bool,
 	// Retained messages: Retain Handling 0 always, 1 only for a new subscription, 2 never
 	// [MQTT-3.3.1-9, -10, -11]; never for a shared subscription.
 	sendRetained := !shared && (sub.RetainHandling == 0 || (sub.RetainHandling == 1 && existing == nil))
-	s.addSub(&subscription{opts: opts, filter: inner, group: group, subID: subID}, sendRetained, add)
+	s.addSub(&subscription{shardFilter: shardFilter{inner, group}, opts: opts, subID: subID}, sendRetained, add)
 	return codec.ReasonCode(granted), false // Granted QoS 0/1/2 [MQTT-3.9.3-1]
 }
 
@@ -612,7 +612,7 @@ func (s *Session) addSub(sub *subscription, sendRetained bool, add *subscribeBat
 		s.env.Stats.Subscriptions.Add(1)
 	}
 	st.subs[sub.opts.Filter] = sub
-	add.add(sub.filter, shardSub{shardFilter: shardFilter{filter: sub.filter, group: sub.group}, opts: sub.opts, subID: sub.subID, sendRetained: sendRetained})
+	add.add(sub.filter, shardSub{shardFilter: sub.shardFilter, opts: sub.opts, subID: sub.subID, sendRetained: sendRetained})
 }
 
 func (s *Session) unsubscribe(ctx actor.Context, p *codec.Unsubscribe) {
@@ -628,7 +628,7 @@ func (s *Session) unsubscribe(ctx actor.Context, p *codec.Unsubscribe) {
 		}
 		delete(st.subs, f)
 		s.env.Stats.Subscriptions.Add(-1)
-		drop.remove(sub.filter, sub.group)
+		drop.remove(sub.shardFilter)
 	}
 	a.waiting += drop.send(ctx, a.req, ctx.Self())
 	st.dirty = true

@@ -533,7 +533,7 @@ func (s *Session) rebuild(ctx actor.Context, from *storedSession, restoring bool
 	drop := newUnsubscribeBatch(s.env, st.clientID)
 	for f, sub := range st.subs {
 		if !kept[f] {
-			drop.remove(sub.filter, sub.group)
+			drop.remove(sub.shardFilter)
 		}
 	}
 	drop.send(ctx, 0, nil)
@@ -555,7 +555,7 @@ func (s *Session) rebuild(ctx actor.Context, from *storedSession, restoring bool
 		group, inner, _, _ := topics.ParseShared(r.Filter) // inner is the filter itself when not shared
 		opts := codec.Subscription{Filter: r.Filter, QoS: r.QoS, NoLocal: r.NoLocal,
 			RetainAsPublished: r.RetainAsPublished, RetainHandling: r.RetainHandling}
-		s.addSub(&subscription{opts: opts, filter: inner, group: group, subID: r.SubscriptionID}, false, add)
+		s.addSub(&subscription{shardFilter: shardFilter{inner, group}, opts: opts, subID: r.SubscriptionID}, false, add)
 	}
 	add.send(ctx, 0)
 	for _, m := range from.msgs {
