@@ -381,6 +381,13 @@ func (c *client) close() {
 	}
 }
 
+// forget drops what the client recorded of its messages, once it is closed.
+func (c *client) forget() {
+	c.mu.Lock()
+	c.out, c.order, c.acked, c.rel, c.got, c.seqs = nil, nil, nil, nil, nil, nil
+	c.mu.Unlock()
+}
+
 func (c *client) has(payload string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
