@@ -128,6 +128,14 @@ func view(b []byte) string {
 	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
+// ParseRemainingLength decodes the Remaining Length at the start of b (the bytes after a fixed
+// header's first): the length, and how many bytes encode it. It returns io.ErrUnexpectedEOF
+// when b ends inside it, so that a caller framing packets from a byte stream can wait for more.
+func ParseRemainingLength(b []byte) (n, size int, err error) {
+	v, size, err := parseVarint(b)
+	return int(v), size, err
+}
+
 // parseVarint decodes a Variable Byte Integer (§1.5.5) from the start of b.
 // It returns io.ErrUnexpectedEOF when b ends inside the integer.
 func parseVarint(b []byte) (uint32, int, error) {

@@ -13,7 +13,6 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,6 +20,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/actormq/actormq/codec"
 )
 
 func main() {
@@ -68,27 +69,52 @@ func serve(ln net.Listener) {
 	}
 }
 
-// handle runs one connection of net's kind until answer ends it, EOF, or a packet it cannot
-// frame.
+// handle runs one connection of net's kind until its stream ends it.
 func handle(c net.Conn) {
 	defer c.Close()
-	br := bufio.NewReaderSize(c, 512)
-	first := true
+	st := &stream{first: true}
+	write := func(b []byte) error { _, err := c.Write(b); return err }
+	buf := make([]byte, 512)
 	for {
-		typ, body, err := readPacket(br)
-		if err != nil {
-			return
-		}
-		reply, end := answer(&first, typ, body)
-		if reply != nil {
-			if _, err := c.Write(reply); err != nil {
-				return
-			}
-		}
-		if end {
+		n, err := c.Read(buf)
+		if err != nil || !st.take(buf[:n], write) {
 			return
 		}
 	}
+}
+
+// stream is what a connection keeps between reads, in either mode: whether its CONNECT has
+// come, and the start of a packet that has not all arrived.
+type stream struct {
+	first   bool
+	pending []byte
+}
+
+// take answers the whole packets that data completes, with write, and keeps the rest; false
+// ends the connection: answer ended it, a write failed, or a packet cannot be framed.
+func (s *stream) take(data []byte, write func([]byte) error) bool {
+	if len(s.pending) > 0 {
+		data = append(s.pending, data...)
+	}
+	for len(data) > 0 {
+		typ, body, rest, err := frame(data)
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			break // the rest of the packet is still to come
+		}
+		if err != nil {
+			return false
+		}
+		reply, end := answer(&s.first, typ, body)
+		if reply != nil && write(reply) != nil {
+			return false
+		}
+		if end {
+			return false
+		}
+		data = rest
+	}
+	s.pending = append(s.pending[:0], data...)
+	return true
 }
 
 var (
@@ -119,44 +145,25 @@ func answer(first *bool, typ byte, body []byte) (reply []byte, end bool) {
 	return nil, false
 }
 
-// maxBody bounds what one packet may make it allocate: enough for any CONNECT a load
-// generator sends.
+// maxBody bounds what one packet may make it keep: enough for any CONNECT a load generator
+// sends.
 const maxBody = 64 << 10
 
-// readPacket reads one packet's type and body; the body is read into a new slice, as a
-// decoder would.
-func readPacket(br *bufio.Reader) (typ byte, body []byte, err error) {
-	h, err := br.ReadByte()
-	if err != nil {
-		return 0, nil, err
+// frame splits the packet at the start of data into its type and body, and returns what
+// follows it; io.ErrUnexpectedEOF when data holds only part of it.
+func frame(data []byte) (typ byte, body, rest []byte, err error) {
+	if len(data) < 2 {
+		return 0, nil, nil, io.ErrUnexpectedEOF
 	}
-	n, err := remainingLength(br)
-	if err != nil {
-		return 0, nil, err
+	n, size, err := codec.ParseRemainingLength(data[1:])
+	switch {
+	case err != nil:
+		return 0, nil, nil, err
+	case n > maxBody:
+		return 0, nil, nil, fmt.Errorf("a packet of %d bytes", n)
+	case len(data) < 1+size+n:
+		return 0, nil, nil, io.ErrUnexpectedEOF
 	}
-	body = make([]byte, n)
-	_, err = io.ReadFull(br, body)
-	return h >> 4, body, err
-}
-
-// remainingLength reads a fixed header's Remaining Length, at most maxBody.
-func remainingLength(r io.ByteReader) (int, error) {
-	n, shift := 0, 0
-	for {
-		b, err := r.ReadByte()
-		if err != nil {
-			return 0, err
-		}
-		n |= int(b&0x7f) << shift
-		if b < 0x80 {
-			break
-		}
-		if shift += 7; shift > 21 {
-			return 0, errors.New("a Remaining Length of more than 4 bytes")
-		}
-	}
-	if n > maxBody {
-		return 0, fmt.Errorf("a packet of %d bytes", n)
-	}
-	return n, nil
+	head := 1 + size
+	return data[0] >> 4, data[head : head+n], data[head+n:], nil
 }

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"errors"
-	"io"
 	"net"
 	"os"
 	"sync"
@@ -25,11 +23,21 @@ type rawServer struct {
 	conns map[int32]*rawConn // by descriptor
 }
 
-// rawConn is what a connection keeps between reads: whether its CONNECT has come, and the
-// start of a packet that has not all arrived.
+// rawConn is a connection's stream and its write, made once.
 type rawConn struct {
-	first   bool
-	pending []byte
+	stream
+	write func([]byte) error
+}
+
+// newRawConn returns the connection of fd. A reply is a few bytes to a socket with nothing
+// queued: it fits, or the connection is ended.
+func newRawConn(fd int) *rawConn {
+	return &rawConn{stream: stream{first: true}, write: func(b []byte) error {
+		if w, err := syscall.Write(fd, b); err != nil || w != len(b) {
+			return errors.New("reply not written whole")
+		}
+		return nil
+	}}
 }
 
 // listenRaw opens a non-blocking listening socket on addr (host:port, port 0 for any) and
@@ -124,7 +132,7 @@ func (s *rawServer) accept(lfd uintptr) bool {
 		// As Go's net does for every TCP connection it accepts.
 		_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
 		s.mu.Lock()
-		s.conns[int32(fd)] = &rawConn{first: true}
+		s.conns[int32(fd)] = newRawConn(fd)
 		s.mu.Unlock()
 		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(fd)}
 		if syscall.EpollCtl(s.epfd, syscall.EPOLL_CTL_ADD, fd, &ev) != nil {
@@ -173,49 +181,11 @@ func (s *rawServer) serveConn(fd int32, buf []byte) {
 			s.close(fd)
 			return
 		}
-		data := buf[:n]
-		if len(c.pending) > 0 {
-			data = append(c.pending, data...)
-		}
-		rest, ok := c.packets(int(fd), data)
-		if !ok {
+		if !c.take(buf[:n], c.write) {
 			s.close(fd)
 			return
 		}
-		c.pending = append(c.pending[:0], rest...)
 	}
-}
-
-// packets answers the whole packets at the start of data and returns the rest; false ends
-// the connection.
-func (c *rawConn) packets(fd int, data []byte) (rest []byte, ok bool) {
-	for len(data) >= 2 {
-		r := bytes.NewReader(data[1:])
-		n, err := remainingLength(r)
-		if errors.Is(err, io.EOF) {
-			break // the length is not all here yet
-		}
-		if err != nil {
-			return nil, false
-		}
-		head := 1 + (len(data) - 1 - r.Len())
-		if len(data) < head+n {
-			break
-		}
-		reply, end := answer(&c.first, data[0]>>4, data[head:head+n])
-		if reply != nil {
-			// A reply of a few bytes to a socket with nothing queued: it fits, or the
-			// connection is ended.
-			if w, err := syscall.Write(fd, reply); err != nil || w != len(reply) {
-				return nil, false
-			}
-		}
-		if end {
-			return nil, false
-		}
-		data = data[head+n:]
-	}
-	return data, true
 }
 
 func (s *rawServer) close(fd int32) {
