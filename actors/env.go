@@ -113,16 +113,17 @@ func (e *Env) shardsOf(filter string) (from, to int) {
 // they go as one message per shard, not one per subscription and shard: a session that ended
 // with 1,000 wildcard subscriptions posted 4,000 messages to the shards' mailboxes at once, and
 // a mass disconnect that many times over.
-type shardBatch[T any] struct {
+type shardBatch[T interface{ key() shardFilter }] struct {
 	env     *Env
 	byShard [][]T // made at the first add
 }
 
-func (b *shardBatch[T]) add(filter string, v T) {
+// add puts v in the batch of every shard that holds its filter.
+func (b *shardBatch[T]) add(v T) {
 	if b.byShard == nil {
 		b.byShard = make([][]T, len(b.env.Shards))
 	}
-	from, to := b.env.shardsOf(filter)
+	from, to := b.env.shardsOf(v.key().filter)
 	for i := from; i < to; i++ {
 		b.byShard[i] = append(b.byShard[i], v)
 	}
@@ -166,8 +167,6 @@ type unsubscribeBatch struct {
 func newUnsubscribeBatch(env *Env, clientID string) *unsubscribeBatch {
 	return &unsubscribeBatch{shardBatch: shardBatch[shardFilter]{env: env}, clientID: clientID}
 }
-
-func (b *unsubscribeBatch) remove(f shardFilter) { b.add(f.filter, f) }
 
 // send reports to how many shards it went: each answers reply once, with req, when req is set.
 func (b *unsubscribeBatch) send(ctx actor.SenderContext, req uint64, reply *actor.PID) int {

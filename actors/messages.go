@@ -354,3 +354,6 @@ type shardFilter struct {
 	filter string // without the $share/group/ prefix
 	group  string // share name, "" if not shared
 }
+
+// key is the filter and share name of a subscription change (shardBatch), shardSub's too.
+func (f shardFilter) key() shardFilter { return f }

@@ -311,7 +311,7 @@ func (r *Registry) giveUp(ctx actor.Context, clientID string) {
 	err := r.env.Store.LoadClient(clientID, store.Visitor{Session: func(rec *store.SessionRecord) error {
 		for _, sub := range rec.Subscriptions {
 			group, inner, _, _ := topics.ParseShared(sub.Filter) // inner is the filter itself when not shared
-			drop.remove(shardFilter{inner, group})
+			drop.add(shardFilter{inner, group})
 		}
 		return nil
 	}})

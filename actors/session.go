@@ -441,7 +441,7 @@ func (s *Session) reset(ctx actor.Context) {
 	s.env.Stats.Subscriptions.Add(-int64(len(st.subs)))
 	drop := newUnsubscribeBatch(s.env, st.clientID)
 	for f, sub := range st.subs {
-		drop.remove(sub.shardFilter)
+		drop.add(sub.shardFilter)
 		delete(st.subs, f)
 	}
 	drop.send(ctx, 0, nil)

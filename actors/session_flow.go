@@ -612,7 +612,7 @@ func (s *Session) addSub(sub *subscription, sendRetained bool, add *subscribeBat
 		s.env.Stats.Subscriptions.Add(1)
 	}
 	st.subs[sub.opts.Filter] = sub
-	add.add(sub.filter, shardSub{shardFilter: sub.shardFilter, opts: sub.opts, subID: sub.subID, sendRetained: sendRetained})
+	add.add(shardSub{shardFilter: sub.shardFilter, opts: sub.opts, subID: sub.subID, sendRetained: sendRetained})
 }
 
 func (s *Session) unsubscribe(ctx actor.Context, p *codec.Unsubscribe) {
@@ -628,7 +628,7 @@ func (s *Session) unsubscribe(ctx actor.Context, p *codec.Unsubscribe) {
 		}
 		delete(st.subs, f)
 		s.env.Stats.Subscriptions.Add(-1)
-		drop.remove(sub.shardFilter)
+		drop.add(sub.shardFilter)
 	}
 	a.waiting += drop.send(ctx, a.req, ctx.Self())
 	st.dirty = true

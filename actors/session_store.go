@@ -533,7 +533,7 @@ func (s *Session) rebuild(ctx actor.Context, from *storedSession, restoring bool
 	drop := newUnsubscribeBatch(s.env, st.clientID)
 	for f, sub := range st.subs {
 		if !kept[f] {
-			drop.remove(sub.shardFilter)
+			drop.add(sub.shardFilter)
 		}
 	}
 	drop.send(ctx, 0, nil)
