@@ -273,19 +273,15 @@ func TestChaos(t *testing.T) {
 	// bound leaves room for the store's memtable and the pools.
 	const slack = 48 << 20
 	var after runtime.MemStats
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	defer func() { // also when WaitFor fails: the figures say by how much
+		t.Logf("live heap: %d KiB before, %d KiB after (spans in use: %d KiB, %d KiB)",
+			baseline.HeapAlloc>>10, after.HeapAlloc>>10, baseline.HeapInuse>>10, after.HeapInuse>>10)
+	}()
+	brokertest.WaitFor(t, 10*time.Second, fmt.Sprintf("the live heap to return within %d MiB of its baseline", slack>>20), func() bool {
 		runtime.GC()
 		runtime.ReadMemStats(&after)
-		if after.HeapAlloc <= baseline.HeapAlloc+slack {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("live heap %d KiB 10 s after the clients left, against %d KiB before the chaos: more than %d MiB above it",
-				after.HeapAlloc>>10, baseline.HeapAlloc>>10, slack>>20)
-		}
-	}
-	t.Logf("live heap: %d KiB before, %d KiB after (spans in use: %d KiB, %d KiB)",
-		baseline.HeapAlloc>>10, after.HeapAlloc>>10, baseline.HeapInuse>>10, after.HeapInuse>>10)
+		return after.HeapAlloc <= baseline.HeapAlloc+slack
+	})
 }
 
 // monkey kills random actors of the killable kinds through the console, by stop and by panic,
